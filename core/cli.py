@@ -1,0 +1,185 @@
+"""The `glowai` command line. Bad input exits 2 with one line on stderr, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from core.errors import GlowAIError
+
+EXIT_BAD_INPUT = 2
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write via a temporary file in the same folder, so a killed run leaves no half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_png(path: Path, rgb) -> None:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    _write_atomic(path, buffer.getvalue())
+
+
+def _output_path(option: str | None, photo: Path, several: bool, suffix: str) -> Path | None:
+    """With several photos an output option names a folder, filled with <stem><suffix>."""
+    if option is None:
+        return None
+    return Path(option) / f"{photo.stem}{suffix}" if several else Path(option)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from core.detection import DetectorOptions
+    from core.overlays import condition_legend, mask_overlay, report_card, with_legend, zone_overlay
+    from core.pipeline import AnalyzeOptions, Analyzer
+    from core.segmentation import SegmenterOptions
+
+    options = AnalyzeOptions(
+        face_index=args.face,
+        whole_frame=args.whole_frame,
+        detector=DetectorOptions(backend=args.detector),
+        segmenter=SegmenterOptions(weights=args.weights, runtime=args.runtime, device=args.device),
+    )
+    photos = [Path(p) for p in args.photos]
+    several = len(photos) > 1
+    failures = 0
+    analyzer = Analyzer(options)
+    for photo in tqdm(photos, desc="analyze", unit="photo", disable=not several or args.quiet, file=sys.stderr):
+        try:
+            analysis = analyzer.analyze(photo)
+        except GlowAIError as err:
+            print(f"glowai: {photo}: {_one_line(err)}" if str(photo) not in str(err) else f"glowai: {_one_line(err)}",
+                  file=sys.stderr)
+            failures += 1
+            continue
+        report = analysis.to_json()
+        report["file"] = photo.name
+        if path := _output_path(args.json, photo, several, ".json"):
+            _write_atomic(path, (json.dumps(report, indent=2) + "\n").encode())
+        if path := _output_path(args.overlay, photo, several, "_overlay.png"):
+            seg = analysis.segmentation
+            picture = mask_overlay(analysis.image, seg.label_map if seg else None, skin=analysis.regions.skin)
+            picture = with_legend(picture, condition_legend()) if seg else zone_overlay(analysis.image, analysis.regions)
+            _write_png(path, picture)
+        if path := _output_path(args.card, photo, several, "_card.png"):
+            _write_png(path, report_card(analysis))
+        if not args.quiet:
+            print(_summary(photo, report))
+    analyzer.close()
+    return EXIT_BAD_INPUT if failures else 0
+
+
+def _summary(photo: Path, report: dict) -> str:
+    tone = report["skin_tone"]
+    head = f"{photo.name}: {report['mode'].replace('_', ' ')}, skin tone {tone['category']} (ITA {tone['ita']:.0f})"
+    if report["conditions"] is None:
+        head += "; no blemish model installed"
+    else:
+        head += "; " + ", ".join(f"{k} {v['severity']}" for k, v in report["conditions"].items())
+    warnings = [q["name"] for q in report["quality"] if not q["ok"]]
+    return head + (f"; check: {', '.join(warnings)}" if warnings else "")
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from core.evaluate import eval_detection, eval_regions
+
+    if args.what == "regions":
+        result = eval_regions(Path(args.data), progress=not args.quiet)
+        line = (f"skin IoU: mean {result['mean_iou']:.4f}, median {result['median_iou']:.4f} over "
+                f"{result['count']} images; {len(result['missed'])} faces missed")
+    else:
+        result = eval_detection(Path(args.data), progress=not args.quiet)
+        line = f"faces found: {result['found']}/{result['total']} {result['by_backend']}; missed: {result['missed']}"
+    if args.json:
+        _write_atomic(Path(args.json), (json.dumps(result, indent=2) + "\n").encode())
+    print(line)
+    return 0
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    from weights import find_local, specs
+
+    rows = [("name", "task", "installed", "license", "source")]
+    for spec in specs().values():
+        local = find_local(spec)
+        rows.append((spec.name + (" (default)" if spec.default else ""), spec.task,
+                     "yes" if local else "no", spec.license, spec.source))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="glowai", description="GlowAI: facial skin analysis and beauty filters. "
+                                     "Describes cosmetic features; not a medical device.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    analyze = sub.add_parser("analyze", help="analyse the skin in one or more photos")
+    analyze.add_argument("photos", nargs="+", metavar="PHOTO")
+    analyze.add_argument("--json", metavar="OUT", help="write the JSON report (a folder when several photos)")
+    analyze.add_argument("--overlay", metavar="OUT.png", help="write the photo with condition masks")
+    analyze.add_argument("--card", metavar="OUT.png", help="write a one-image report card")
+    analyze.add_argument("--face", type=int, metavar="N", help="analyse face N (0 = largest; default)")
+    analyze.add_argument("--whole-frame", action="store_true", help="with no face found, analyse the frame as skin")
+    analyze.add_argument("--weights", metavar="W", help="blemish model: registry name or .safetensors path")
+    analyze.add_argument("--runtime", default="auto", choices=("auto", "torch-fp32", "torch-bf16", "torch-fp16", "onnx"))
+    analyze.add_argument("--device", default="cpu", help="torch device for the blemish model (cpu, cuda)")
+    analyze.add_argument("--detector", default="auto", choices=("auto", "mediapipe", "opencv", "facexlib"))
+    analyze.add_argument("--quiet", action="store_true", help="print nothing on success")
+    analyze.set_defaults(func=cmd_analyze)
+
+    evaluate = sub.add_parser("eval", help="evaluate on a reference folder")
+    evaluate.add_argument("what", choices=("regions", "detection"))
+    evaluate.add_argument("--data", required=True, metavar="DIR")
+    evaluate.add_argument("--json", metavar="OUT")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+    evaluate.set_defaults(func=cmd_eval)
+
+    weights = sub.add_parser("weights", help="the model registry")
+    weights_sub = weights.add_subparsers(dest="weights_command", required=True)
+    weights_sub.add_parser("list", help="show registered models and whether they are installed").set_defaults(
+        func=cmd_weights)
+    return parser
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except GlowAIError as err:
+        print(f"glowai: {_one_line(err)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("glowai: interrupted", file=sys.stderr)
+        return 130
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,176 @@
+"""Pictures of an analysis: condition masks with a legend, the zone map, and a one-image report card.
+
+All functions take and return RGB uint8 HWC arrays.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from functools import lru_cache
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from core.labels import CONDITIONS
+from core.regions import ZONE_COLORS, ZONE_TITLES, FaceRegions
+
+INK, MUTED, PAPER, GOOD, WARN = (33, 37, 41), (110, 117, 125), (250, 248, 245), (46, 160, 67), (214, 120, 0)
+
+
+@lru_cache(maxsize=8)
+def font(size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.load_default(size=size)
+
+
+def mask_overlay(image: np.ndarray, label_map: np.ndarray | None, alpha: float = 0.55,
+                 classes: tuple[str, ...] | None = None, skin: np.ndarray | None = None) -> np.ndarray:
+    """Colour each condition pixel with its label colour; `classes` limits which ones are drawn.
+    A thin outline of `skin` shows where the model looked."""
+    out = image.astype(np.float32).copy()
+    if label_map is not None:
+        for label in CONDITIONS:
+            if classes is not None and label.name not in classes:
+                continue
+            mask = label_map == label.index
+            out[mask] = out[mask] * (1 - alpha) + np.array(label.color, np.float32) * alpha
+    out = out.astype(np.uint8)
+    if skin is not None:
+        contours, _ = cv2.findContours(skin.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(out, contours, -1, (255, 255, 255), max(1, image.shape[1] // 500), cv2.LINE_AA)
+    return out
+
+
+def zone_overlay(image: np.ndarray, regions: FaceRegions, alpha: float = 0.45, labels: bool = True) -> np.ndarray:
+    """Tint every zone with its colour and write its name at its centre."""
+    out = image.astype(np.float32).copy()
+    for index, name in enumerate(regions.zone_names, start=1):
+        mask = regions.zone_map == index
+        out[mask] = out[mask] * (1 - alpha) + np.array(ZONE_COLORS[name], np.float32) * alpha
+    picture = Image.fromarray(out.astype(np.uint8))
+    if labels:
+        draw = ImageDraw.Draw(picture)
+        size = max(12, image.shape[1] // 45)
+        for index, name in enumerate(regions.zone_names, start=1):
+            ys, xs = np.nonzero(regions.zone_map == index)
+            if len(xs):
+                draw.text((float(np.median(xs)), float(np.median(ys))), ZONE_TITLES[name], fill=(255, 255, 255),
+                          font=font(size), anchor="mm", stroke_width=max(1, size // 8), stroke_fill=INK)
+    return np.asarray(picture)
+
+
+def with_legend(image: np.ndarray, items: list[tuple[str, tuple[int, int, int]]]) -> np.ndarray:
+    """Append a legend strip (colour swatch + name per item) under `image`."""
+    size = max(14, image.shape[1] // 40)
+    strip = Image.new("RGB", (image.shape[1], int(size * 2.2)), PAPER)
+    draw = ImageDraw.Draw(strip)
+    x = size // 2
+    for name, colour in items:
+        draw.rectangle([x, size * 0.6, x + size, size * 1.6], fill=colour)
+        draw.text((x + size * 1.3, size * 1.1), name, fill=INK, font=font(size), anchor="lm")
+        x += int(size * 1.8 + draw.textlength(name, font=font(size)))
+    return np.vstack([image, np.asarray(strip)])
+
+
+def condition_legend() -> list[tuple[str, tuple[int, int, int]]]:
+    return [(label.title, label.color) for label in CONDITIONS]
+
+
+def face_crop_box(analysis, margin: float = 1.5) -> tuple[int, int, int, int]:
+    """Square box around the analysed face (the whole image in whole-frame mode)."""
+    height, width = analysis.image.shape[:2]
+    if analysis.face_index is None:
+        return 0, 0, width, height
+    x0, y0, x1, y1 = analysis.faces[analysis.face_index].box
+    side = max(x1 - x0, y1 - y0) * margin
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2 - 0.05 * side
+    side = min(side, width, height)
+    left = int(np.clip(cx - side / 2, 0, width - side))
+    top = int(np.clip(cy - side / 2, 0, height - side))
+    return left, top, left + int(side), top + int(side)
+
+
+def report_card(analysis, width: int = 1280) -> np.ndarray:
+    """One picture that sums up an analysis: conditions, zones, tone, quality, scores, guidance."""
+    from core.guidance import disclaimer
+
+    report = analysis.report
+    left, top, right, bottom = face_crop_box(analysis)
+    panel = (width - 80) // 3
+    seg = analysis.segmentation
+    cond = mask_overlay(analysis.image, seg.label_map if seg else None, skin=analysis.regions.skin)
+    cond = cv2.resize(cond[top:bottom, left:right], (panel, panel), interpolation=cv2.INTER_AREA)
+    zones = zone_overlay(analysis.image, analysis.regions)
+    zones = cv2.resize(zones[top:bottom, left:right], (panel, panel), interpolation=cv2.INTER_AREA)
+
+    wrap = max(40, int(width / 11))
+    advice_lines = [w for line in analysis.guidance for w in (textwrap.wrap("- " + line, wrap) or [""])]
+    height = 90 + panel + 60 + 30 * len(advice_lines) + 110
+    card = Image.new("RGB", (width, height), PAPER)
+    draw = ImageDraw.Draw(card)
+    draw.text((20, 22), "GlowAI skin report", fill=INK, font=font(34))
+    draw.text((width - 20, 34), "cosmetic description, not a diagnosis", fill=MUTED, font=font(18), anchor="rm")
+
+    y = 80
+    card.paste(Image.fromarray(cond), (20, y))
+    card.paste(Image.fromarray(zones), (40 + panel, y))
+    draw.text((20, y + panel + 8), "Conditions" if seg else "Skin analysed (no blemish model installed)",
+              fill=INK, font=font(18))
+    lx = 20 + (110 if seg else panel)
+    if seg:
+        for label in CONDITIONS:
+            draw.rectangle([lx, y + panel + 10, lx + 16, y + panel + 26], fill=label.color)
+            draw.text((lx + 22, y + panel + 8), label.title, fill=INK, font=font(16))
+            lx += 34 + int(draw.textlength(label.title, font=font(16)))
+    draw.text((40 + panel, y + panel + 8), "Zones", fill=INK, font=font(18))
+
+    # right column: tone, quality, scores
+    x = 60 + 2 * panel
+    tone = report["skin_tone"]
+    lab = np.array([[tone["lab"]]], np.float32)
+    swatch = tuple(int(v) for v in np.clip(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)[0, 0] * 255, 0, 255))
+    draw.text((x, y), "Skin tone", fill=INK, font=font(22))
+    draw.rounded_rectangle([x, y + 34, x + 60, y + 94], 8, fill=swatch)
+    draw.text((x + 74, y + 40), tone["category"].capitalize(), fill=INK, font=font(20))
+    draw.text((x + 74, y + 68), f"ITA {tone['ita']:.0f} deg", fill=MUTED, font=font(16))
+    y2 = y + 112
+    draw.text((x, y2), "Photo quality", fill=INK, font=font(22))
+    y2 += 32
+    for check in report["quality"]:
+        colour, mark = (GOOD, "ok") if check["ok"] else (WARN, "check")
+        draw.text((x, y2), f"{check['name'].replace('_', ' ')}", fill=INK, font=font(16))
+        draw.text((x + panel - 10, y2), f"{check['value']:g}  {mark}", fill=colour, font=font(16), anchor="ra")
+        y2 += 22
+    y2 += 10
+    draw.text((x, y2), "Severity by zone (0-100)", fill=INK, font=font(22))
+    y2 += 32
+    if report["conditions"] is None:
+        draw.text((x, y2), "Not measured: no blemish model\nis installed.", fill=MUTED, font=font(16))
+    else:
+        col = (panel - 110) // len(CONDITIONS)
+        for i, label in enumerate(CONDITIONS):
+            draw.text((x + 110 + i * col, y2), label.title[:7], fill=MUTED, font=font(14))
+        y2 += 20
+        for name, zone in report["zones"].items():
+            draw.text((x, y2), ZONE_TITLES[name], fill=INK, font=font(15))
+            for i, label in enumerate(CONDITIONS):
+                value = zone["conditions"][label.name]["severity"]
+                cx = x + 110 + i * col
+                draw.rectangle([cx, y2 + 3, cx + int((col - 8) * value / 100), y2 + 15], fill=label.color)
+                draw.text((cx + col - 8, y2), str(value), fill=INK, font=font(13), anchor="ra")
+            y2 += 22
+
+    y3 = 80 + panel + 50
+    draw.text((20, y3), "Guidance", fill=INK, font=font(22))
+    y3 += 32
+    for line in advice_lines:
+        draw.text((20, y3), line, fill=INK, font=font(17))
+        y3 += 30
+    y3 += 8
+    for line in textwrap.wrap(disclaimer(), wrap):
+        draw.text((20, y3), line, fill=MUTED, font=font(15))
+        y3 += 22
+    backends = ", ".join(f"{k}: {v}" for k, v in analysis.backends.items())
+    draw.text((20, height - 26), f"{backends}  |  {analysis.timings_ms['total']:.0f} ms", fill=MUTED, font=font(13))
+    return np.asarray(card)
+

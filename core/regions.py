@@ -1,0 +1,345 @@
+"""Face regions: a skin mask and five zones, from face-mesh landmarks and a per-face skin-colour model.
+
+The skin mask is the face oval minus eyes, brows, lips and nostrils, intersected with a colour
+model fitted to this face's own cheek and forehead pixels, which drops hair, glasses and
+shadows over the skin. Zones come from the mesh triangles, each assigned once to a zone on a
+canonical frontal face, so they follow the face on 3/4 views.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+from core.colour import rgb_to_lab
+from core.mesh import topology
+
+ZONES: tuple[str, ...] = ("forehead", "left_cheek", "right_cheek", "nose", "chin")
+"""Zone names; pixel value i + 1 of `FaceRegions.zone_map` is ZONES[i]. Sides are the subject's own."""
+
+ZONE_TITLES = {"forehead": "Forehead", "left_cheek": "Left cheek", "right_cheek": "Right cheek",
+               "nose": "Nose", "chin": "Chin", "whole_frame": "Whole frame"}
+ZONE_COLORS = {"forehead": (255, 209, 102), "left_cheek": (6, 214, 160), "right_cheek": (17, 138, 178),
+               "nose": (239, 71, 111), "chin": (155, 93, 229), "whole_frame": (200, 200, 200)}
+
+
+@dataclass(frozen=True)
+class RegionOptions:
+    """Skin-mask settings. Distances are in eye-distance units (outer eye corners), so they scale
+    with the face. Defaults were tuned on a CelebAMask-HQ dev subset (`glowai eval regions`)."""
+
+    # envelope: the mesh oval, raised at the forehead and grown outwards; colour decides inside it
+    forehead_extension: float = 0.2  # fraction of face height added above the mesh forehead
+    oval_margin: float = 0.06
+    # margins around the parts that are never skin (negative: the mesh contours run wide of them)
+    eye_margin: float = -0.02
+    brow_margin: float = -0.01
+    lip_margin: float = 0.0
+    # colour model fitted to this face's own skin
+    use_colour_model: bool = True
+    colour_threshold: float = 3.0  # Mahalanobis distance in a*b* that still counts as skin
+    extension_threshold: float = 3.0  # the same, beyond the mesh oval (hair, background)
+    shadow_floor: float = 0.4  # darkest skin kept, as a fraction of the median skin lightness
+    # contrast model: Lab histograms of this face's skin against the ring of hair/background around it
+    contrast_model: bool = True
+    prior_inside: float = 0.95  # prior probability of skin inside the mesh oval
+    prior_outside: float = 0.5  # ... and in the envelope beyond it
+
+
+@dataclass
+class FaceRegions:
+    """Masks in pixels of the analysed image. skin: bool HxW. zone_map: uint8 HxW, 0 = not skin,
+    i + 1 = `zone_names[i]`. parts: bool HxW masks of eyes, brows, lips and nostrils."""
+
+    skin: np.ndarray
+    zone_map: np.ndarray
+    zone_names: tuple[str, ...]
+    parts: dict[str, np.ndarray] = field(default_factory=dict)
+    backend: str = "mesh+colour"
+    skin_lab_median: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def zone_mask(self, name: str) -> np.ndarray:
+        return self.zone_map == self.zone_names.index(name) + 1
+
+
+def face_regions(image: np.ndarray, landmarks: np.ndarray, options: RegionOptions | None = None) -> FaceRegions:
+    """Skin mask and zones of one face.
+
+    Args:
+        image: RGB uint8 HWC.
+        landmarks: (478, 2+) float mesh landmarks in image pixels (see core.mesh).
+    """
+    options = options or RegionOptions()
+    topo = topology()
+    contours = topo["contours"]
+    height, width = image.shape[:2]
+    xy = landmarks[:, :2].astype(np.float64)
+    unit = float(np.linalg.norm(xy[263] - xy[33]))  # outer eye-corner distance in pixels
+
+    # 1. Region of interest around the face, so every mask op runs on the face only.
+    oval = _extended_oval(xy, contours["face_oval"], options.forehead_extension)
+    pad = 4 + (options.oval_margin + 0.4) * unit
+    x0, y0 = np.floor(np.maximum(oval.min(0) - pad, 0)).astype(int)
+    x1, y1 = np.ceil(np.minimum(oval.max(0) + pad, [width, height])).astype(int)
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return FaceRegions(np.zeros((height, width), bool), np.zeros((height, width), np.uint8), ZONES)
+    roi = image[y0:y1, x0:x1]
+    shift = np.array([x0, y0], dtype=np.float64)
+    local = xy - shift
+    shape = roi.shape[:2]
+
+    # 2. Landmark polygons: oval and the parts that are never skin.
+    oval_mask = _dilate(_poly(shape, oval - shift), options.oval_margin * unit)
+    parts = {
+        "eyes": _dilate(_poly(shape, local[contours["left_eye"]]) | _poly(shape, local[contours["right_eye"]]),
+                        options.eye_margin * unit),
+        "brows": _dilate(_hull(shape, local[contours["left_brow"]]) | _hull(shape, local[contours["right_brow"]]),
+                         options.brow_margin * unit),
+        "lips": _dilate(_poly(shape, local[contours["lips_outer"]]), options.lip_margin * unit),
+    }
+    candidate = oval_mask & ~parts["eyes"] & ~parts["brows"] & ~parts["lips"]
+
+    # 3. Skin-colour model fitted to this face (cheeks, nose bridge, forehead centre).
+    lab = rgb_to_lab(roi)
+    zone_map = _zone_map(shape, local)
+    core = _erode(candidate & (zone_map > 0), 0.08 * unit)
+    if core.sum() < 50:
+        core = candidate
+    mean, inv_cov, l_median = _fit_skin_colour(lab[core])
+    nose_tip = _poly(shape, local[contours["nose_tip"]])
+    below_tip = np.zeros(shape, bool)
+    tip_y = local[4, 1]
+    below_tip[int(max(0, tip_y)):, :] = True
+    nostrils = nose_tip & below_tip & (lab[..., 0] < 0.7 * l_median)
+    parts["nostrils"] = _dilate(nostrils, 0.01 * unit)
+    candidate &= ~parts["nostrils"]
+    if options.use_colour_model:
+        diff = lab[..., 1:] - mean
+        distance = np.sqrt(np.einsum("...i,ij,...j->...", diff, inv_cov, diff))
+        colour_ok = (distance < options.colour_threshold) & (lab[..., 0] > options.shadow_floor * l_median)
+        beyond = ~_poly(shape, local[contours["face_oval"]])
+        strict = beyond & (distance >= options.extension_threshold)
+        colour_ok &= ~strict
+        if options.contrast_model:
+            ring = _dilate(oval_mask, 0.35 * unit) & ~_dilate(oval_mask, 0.1 * unit)
+            if ring.sum() > 200:
+                prior = np.where(beyond, options.prior_outside, options.prior_inside)
+                colour_ok &= _skin_probability(lab, core, ring, prior) > 0.5
+        skin = candidate & colour_ok
+        skin = _fill_small_holes(skin, candidate, max_area=(0.12 * unit) ** 2)
+        skin = _open(skin, 0.012 * unit)
+        skin = _keep_components_touching(skin, core)
+    else:
+        skin = candidate
+
+    # 4. Zones: mesh triangles, the nearest zone for skin outside every triangle, smoothed borders.
+    zone_map = _smooth_zones(_fill_nearest(zone_map, skin), 0.04 * unit)
+    zone_map[~skin] = 0
+
+    full_skin = np.zeros((height, width), bool)
+    full_skin[y0:y1, x0:x1] = skin
+    full_zones = np.zeros((height, width), np.uint8)
+    full_zones[y0:y1, x0:x1] = zone_map
+    full_parts = {}
+    for name, mask in parts.items():
+        full = np.zeros((height, width), bool)
+        full[y0:y1, x0:x1] = mask
+        full_parts[name] = full
+    skin_lab = np.median(lab[skin], axis=0) if skin.any() else np.zeros(3)
+    return FaceRegions(full_skin, full_zones, ZONES, full_parts, "mesh+colour" if options.use_colour_model else "mesh",
+                       tuple(float(v) for v in skin_lab))
+
+
+def whole_frame_regions(image: np.ndarray) -> FaceRegions:
+    """Regions for a close-up of skin with no face: one zone, skin by a colour model fitted to the
+    centre half of the frame (the photo is assumed to be framed on skin)."""
+    height, width = image.shape[:2]
+    lab = rgb_to_lab(image)
+    centre = np.zeros((height, width), bool)
+    centre[height // 4: 3 * height // 4, width // 4: 3 * width // 4] = True
+    mean, inv_cov, l_median = _fit_skin_colour(lab[centre])
+    diff = lab[..., 1:] - mean
+    distance = np.sqrt(np.einsum("...i,ij,...j->...", diff, inv_cov, diff))
+    mask = (distance < 3.5) & (lab[..., 0] > 0.35 * l_median)
+    mask = _fill_small_holes(mask, np.ones_like(mask), max_area=0.01 * height * width)
+    skin_lab = np.median(lab[mask], axis=0) if mask.any() else np.zeros(3)
+    return FaceRegions(mask, mask.astype(np.uint8), ("whole_frame",), {}, "whole-frame colour",
+                       tuple(float(v) for v in skin_lab))
+
+
+# -- zones ----------------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def triangle_zones() -> np.ndarray:
+    """Zone index (1-based, see ZONES) of every mesh triangle, from its centroid on the canonical face.
+
+    Canonical frame: origin between the outer eye corners, unit = their distance, x towards the
+    subject's left (image right), y down. Rules, in order:
+      forehead: above the line halfway between the brows and the eyes;
+      nose: between that line and the subnasale (landmark 2), inside a band that widens from
+        0.6 x the inner-eye half-distance at the top to 1.1 x the alar half-width at the bottom;
+      chin: below the mouth corners and within 1.3 x the mouth half-width of the midline;
+      cheeks: the rest, split by side.
+    """
+    topo = topology()
+    canon, tri, contours = topo["canonical"], topo["triangles"], topo["contours"]
+    brow_y = canon[contours["left_brow"] + contours["right_brow"], 1].mean()
+    top_y = brow_y / 2
+    nose_bottom_y = canon[2, 1]
+    inner_half = abs(canon[362, 0] - canon[133, 0]) / 2
+    alar_half = abs(canon[294, 0] - canon[64, 0]) / 2
+    mouth_y = (canon[61, 1] + canon[291, 1]) / 2
+    mouth_half = abs(canon[291, 0] - canon[61, 0]) / 2
+    centroid = canon[tri].mean(axis=1)
+    x, y = centroid[:, 0], centroid[:, 1]
+    t = np.clip((y - top_y) / (nose_bottom_y - top_y), 0, 1)
+    nose_half = (1 - t) * 0.6 * inner_half + t * 1.1 * alar_half
+    zones = np.where(x > 0, ZONES.index("left_cheek"), ZONES.index("right_cheek")) + 1
+    zones = np.where((y > mouth_y) & (np.abs(x) < 1.3 * mouth_half), ZONES.index("chin") + 1, zones)
+    zones = np.where((y >= top_y) & (y <= nose_bottom_y) & (np.abs(x) < nose_half), ZONES.index("nose") + 1, zones)
+    zones = np.where(y < top_y, ZONES.index("forehead") + 1, zones)
+    return zones.astype(np.uint8)
+
+
+def _zone_map(shape: tuple[int, int], local: np.ndarray) -> np.ndarray:
+    tri = topology()["triangles"]
+    zones = triangle_zones()
+    zone_map = np.zeros(shape, np.uint8)
+    points = np.round(local[:, :2] * 4).astype(np.int32)  # 2 bits of sub-pixel precision
+    for zone in range(1, len(ZONES) + 1):
+        polys = [points[t] for t in tri[zones == zone]]
+        cv2.fillPoly(zone_map, polys, zone, lineType=cv2.LINE_8, shift=2)
+    return zone_map
+
+
+def _smooth_zones(zone_map: np.ndarray, sigma: float) -> np.ndarray:
+    """Replace the jagged triangle borders by the locally most common zone."""
+    small = cv2.resize(zone_map, None, fx=0.25, fy=0.25, interpolation=cv2.INTER_NEAREST)
+    votes = np.stack([cv2.GaussianBlur((small == z).astype(np.float32), (0, 0), max(sigma / 4, 0.5))
+                      for z in range(1, len(ZONES) + 1)])
+    smooth = (votes.argmax(axis=0) + 1).astype(np.uint8)
+    smooth = cv2.resize(smooth, zone_map.shape[::-1], interpolation=cv2.INTER_NEAREST)
+    return np.where(zone_map > 0, smooth, 0).astype(np.uint8)
+
+
+def _fill_nearest(zone_map: np.ndarray, skin: np.ndarray) -> np.ndarray:
+    missing = skin & (zone_map == 0)
+    if not missing.any() or not (zone_map > 0).any():
+        return zone_map
+    _, (iy, ix) = ndimage.distance_transform_edt(zone_map == 0, return_indices=True)
+    filled = zone_map.copy()
+    filled[missing] = zone_map[iy[missing], ix[missing]]
+    return filled
+
+
+# -- colour model ---------------------------------------------------------------------------
+def _fit_skin_colour(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Robust Gaussian of a*b* (two trimming passes) and the median L* of skin samples (N, 3)."""
+    ab = samples[:, 1:].astype(np.float64)
+    keep = np.ones(len(ab), bool)
+    for _ in range(2):
+        mean = ab[keep].mean(0)
+        cov = np.cov(ab[keep].T) + np.eye(2) * 1.0
+        inv = np.linalg.inv(cov)
+        diff = ab - mean
+        d2 = np.einsum("ni,ij,nj->n", diff, inv, diff)
+        keep = d2 < np.quantile(d2, 0.9)
+    cov = np.cov(ab[keep].T) * 1.5 + np.eye(2) * 2.0  # widen: the trimmed fit underestimates spread
+    return ab[keep].mean(0), np.linalg.inv(cov), float(np.median(samples[:, 0]))
+
+
+_BINS = np.array([20, 24, 24])
+_LO = np.array([0.0, -30.0, -20.0])
+_HI = np.array([100.0, 60.0, 70.0])
+
+
+def _lab_bins(lab: np.ndarray) -> np.ndarray:
+    idx = ((lab - _LO) / (_HI - _LO) * _BINS).astype(np.int32)
+    return np.clip(idx, 0, _BINS - 1)
+
+
+def _skin_probability(lab: np.ndarray, skin: np.ndarray, other: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """Posterior of skin from smoothed Lab histograms of this photo's skin and non-skin samples."""
+    bins = _lab_bins(lab)
+    flat = np.ravel_multi_index((bins[..., 0], bins[..., 1], bins[..., 2]), tuple(_BINS))
+    hists = []
+    for mask in (skin, other):
+        hist = np.bincount(flat[mask], minlength=int(_BINS.prod())).reshape(tuple(_BINS)).astype(np.float64)
+        hist = ndimage.gaussian_filter(hist, sigma=1.0) + 1e-3
+        hists.append(hist / hist.sum())
+    p_skin, p_other = (h.ravel()[flat] for h in hists)
+    return prior * p_skin / (prior * p_skin + (1 - prior) * p_other)
+
+
+# -- mask helpers ---------------------------------------------------------------------------
+def _extended_oval(xy: np.ndarray, indices: list[int], extension: float) -> np.ndarray:
+    oval = xy[indices].copy()
+    up = xy[10] - xy[152]  # chin -> forehead top
+    face_height = float(np.linalg.norm(up))
+    up /= max(face_height, 1e-6)
+    eye_mid = (xy[33] + xy[263]) / 2
+    above = (oval - eye_mid) @ up  # how far above the eye line each oval point is
+    weight = np.clip(above / max(above.max(), 1e-6), 0, 1)[:, None]
+    return oval + weight * up * extension * face_height
+
+
+def _poly(shape: tuple[int, int], points: np.ndarray) -> np.ndarray:
+    mask = np.zeros(shape, np.uint8)
+    cv2.fillPoly(mask, [np.round(points[:, :2] * 4).astype(np.int32)], 1, shift=2)
+    return mask.astype(bool)
+
+
+def _hull(shape: tuple[int, int], points: np.ndarray) -> np.ndarray:
+    hull = cv2.convexHull(points[:, :2].astype(np.float32)).reshape(-1, 2)
+    return _poly(shape, hull)
+
+
+def _disk(radius: float) -> np.ndarray:
+    r = max(1, int(round(radius)))
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+
+
+def _dilate(mask: np.ndarray, radius: float) -> np.ndarray:
+    """Grow by `radius` pixels; a negative radius shrinks instead."""
+    if radius < 0:
+        return _erode(mask, -radius)
+    if radius < 0.5:
+        return mask
+    if radius > 4:  # a distance transform costs the same for any radius
+        return cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 5) <= radius
+    return cv2.dilate(mask.astype(np.uint8), _disk(radius)).astype(bool)
+
+
+def _erode(mask: np.ndarray, radius: float) -> np.ndarray:
+    if radius > 4:
+        return cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 5) > radius
+    return cv2.erode(mask.astype(np.uint8), _disk(radius)).astype(bool)
+
+
+def _open(mask: np.ndarray, radius: float) -> np.ndarray:
+    return cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, _disk(radius)).astype(bool)
+
+
+def _fill_small_holes(mask: np.ndarray, allowed: np.ndarray, max_area: float) -> np.ndarray:
+    """Fill holes smaller than `max_area` pixels (blemishes, pores, specular spots) inside `allowed`."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((~mask).astype(np.uint8), connectivity=4)
+    small = np.zeros(count, bool)
+    small[1:] = stats[1:, cv2.CC_STAT_AREA] <= max_area
+    touches_border = np.zeros(count, bool)
+    for edge in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
+        touches_border[np.unique(edge)] = True
+    fill = small & ~touches_border
+    return mask | (fill[labels] & allowed)
+
+
+def _keep_components_touching(mask: np.ndarray, seed: np.ndarray) -> np.ndarray:
+    count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return mask
+    keep = np.zeros(count, bool)
+    keep[np.unique(labels[seed & mask])] = True
+    keep[0] = False
+    return keep[labels]

@@ -1,0 +1,81 @@
+"""The skin report: per zone and condition area %, lesion count and severity; skin tone; quality.
+
+Severity (0-100) of a condition in a zone, from its affected area % (A) and lesion count (N):
+
+    severity = round(100 * (1 - exp(-(A / A_c + N / N_c))))
+
+A_c is the area % at which severity reaches 63 from area alone, N_c the same for lesion count
+(`SEVERITY_SCALES`). Acne counts lesions; diffuse conditions count area only. The same formula
+on whole-face totals gives the image-level condition vector. The schema of the JSON report is
+core/data/report.schema.json; bump REPORT_VERSION when its shape changes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from core.colour import ita_category, ita_degrees
+from core.labels import CONDITIONS
+from core.quality import QualityCheck
+from core.regions import FaceRegions
+
+REPORT_VERSION = "1.0"
+SEVERITY_SCALES: dict[str, tuple[float, float]] = {  # condition -> (A_c area %, N_c lesions)
+    "acne": (4.0, 12.0),
+    "redness": (15.0, math.inf),
+    "texture": (20.0, math.inf),
+    "dryness": (15.0, math.inf),
+}
+MIN_LESION_FRACTION = 2e-5  # components smaller than this fraction of the skin area are noise
+
+
+def severity(condition: str, area_pct: float, lesions: int) -> int:
+    area_scale, count_scale = SEVERITY_SCALES[condition]
+    return int(round(100 * (1 - math.exp(-(area_pct / area_scale + lesions / count_scale)))))
+
+
+def condition_scores(label_map: np.ndarray, region: np.ndarray, min_lesion_px: int) -> dict[str, dict]:
+    """Scores of every condition inside the bool mask `region`."""
+    pixels = int(region.sum())
+    scores = {}
+    for label in CONDITIONS:
+        mask = (label_map == label.index) & region
+        area = 100.0 * mask.sum() / pixels if pixels else 0.0
+        lesions = 0
+        if mask.any():
+            count, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+            lesions = int((stats[1:, cv2.CC_STAT_AREA] >= min_lesion_px).sum())
+        scores[label.name] = {"area_pct": round(area, 2), "lesions": lesions,
+                              "severity": severity(label.name, area, lesions)}
+    return scores
+
+
+def skin_tone(lab_median: tuple[float, float, float]) -> dict:
+    lightness, _, b = lab_median
+    ita = ita_degrees(lightness, b)
+    return {"ita": round(ita, 1), "category": ita_category(ita), "lab": [round(v, 1) for v in lab_median]}
+
+
+def build_report(regions: FaceRegions, label_map: np.ndarray | None, quality: list[QualityCheck]) -> dict:
+    """Report body (JSON-ready). `label_map` None means no blemish model ran: conditions are null."""
+    skin_px = int(regions.skin.sum())
+    min_lesion_px = max(3, int(MIN_LESION_FRACTION * skin_px))
+    zones = {}
+    for index, name in enumerate(regions.zone_names, start=1):
+        mask = regions.zone_map == index
+        zones[name] = {
+            "skin_pct": round(100.0 * mask.sum() / skin_px, 2) if skin_px else 0.0,
+            "conditions": condition_scores(label_map, mask, min_lesion_px) if label_map is not None else None,
+        }
+    overall = condition_scores(label_map, regions.skin, min_lesion_px) if label_map is not None else None
+    return {
+        "zones": zones,
+        "conditions": overall,
+        "skin_tone": skin_tone(regions.skin_lab_median),
+        "skin_pixels": skin_px,
+        "quality": [{"name": q.name, "value": q.value, "ok": q.ok, "message": None if q.ok else q.message}
+                    for q in quality],
+    }

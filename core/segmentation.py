@@ -1,0 +1,189 @@
+"""Blemish segmentation: a segmentation-models-pytorch network on the face crop, restricted to skin.
+
+Runtimes (`SegmenterOptions.runtime`):
+- "torch-fp32": reference path, any device.
+- "torch-bf16": CPU bf16 autocast + channels_last (fast on CPUs with AVX512-BF16/AMX).
+- "torch-fp16": CUDA fp16 autocast (the GPU path).
+- "onnx": ONNX Runtime on CPU; the model is exported once to the cache.
+- "auto": torch-fp16 on CUDA; on CPU torch-bf16 where the CPU has native bf16, else onnx.
+`bench/bench_segmentation.py` measures them against each other on this machine.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from core.errors import WeightsError
+from core.labels import LABELS, NUM_CLASSES
+
+RUNTIMES = ("auto", "torch-fp32", "torch-bf16", "torch-fp16", "onnx")
+
+
+@dataclass(frozen=True)
+class SegmenterOptions:
+    weights: str | None = None  # registry name or .safetensors path; None = the registry default
+    device: str = "cpu"
+    runtime: str = "auto"
+    allow_network: bool = False  # may the registry download hub weights?
+
+
+@dataclass
+class Segmentation:
+    """Per-pixel result in pixels of the analysed image.
+
+    probabilities: float32 (C, H, W), softmax over `core.labels.LABELS`; outside the crop the
+        background channel is 1. label_map: uint8 (H, W), argmax restricted to skin (0 elsewhere).
+    """
+
+    probabilities: np.ndarray
+    label_map: np.ndarray
+    model: str
+    runtime: str
+
+
+def build_model(arch: str, encoder: str, classes: int = NUM_CLASSES):
+    """A segmentation_models_pytorch model with random init and no download (encoder_weights=None)."""
+    import segmentation_models_pytorch as smp
+
+    try:
+        factory = getattr(smp, arch)
+    except AttributeError:
+        raise WeightsError(f"unknown architecture {arch!r}; use one of smp's: Unet, UnetPlusPlus, FPN, DeepLabV3Plus") from None
+    return factory(encoder_name=encoder, encoder_weights=None, classes=classes)
+
+
+def cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+class Segmenter:
+    """Loads a checkpoint once; `segment(image, skin, box)` runs on the face crop. Thread-safe."""
+
+    def __init__(self, options: SegmenterOptions | None = None) -> None:
+        import torch
+
+        from weights import load_state_dict, lookup, resolve
+
+        self.options = options or SegmenterOptions()
+        if self.options.runtime not in RUNTIMES:
+            raise ValueError(f"unknown runtime {self.options.runtime!r}; valid: {', '.join(RUNTIMES)}")
+        self.spec = lookup(self.options.weights)
+        if tuple(self.spec.classes) != tuple(label.name for label in LABELS):
+            raise WeightsError(f"model {self.spec.name!r} predicts {self.spec.classes}, GlowAI needs "
+                               f"{tuple(label.name for label in LABELS)}")
+        path = resolve(self.spec, allow_network=self.options.allow_network)
+        tensors, _ = load_state_dict(path)
+        self.model = build_model(self.spec.arch, self.spec.encoder)
+        try:
+            self.model.load_state_dict(tensors, strict=True)
+        except RuntimeError as err:
+            raise WeightsError(f"{path.name} does not fit {self.spec.arch}/{self.spec.encoder}: "
+                               f"{str(err).splitlines()[0][:120]}") from None
+        self.device = torch.device(self.options.device)
+        self.model.to(self.device).eval()
+        self.runtime = self._choose_runtime()
+        if self.runtime == "torch-bf16":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self._onnx = self._onnx_session(path) if self.runtime == "onnx" else None
+        self._lock = threading.Lock()
+
+    def _choose_runtime(self) -> str:
+        runtime = self.options.runtime
+        if runtime == "auto":
+            if self.device.type == "cuda":
+                return "torch-fp16"
+            return "torch-bf16" if cpu_has_bf16() else "onnx"
+        if runtime in ("onnx", "torch-bf16") and self.device.type != "cpu":
+            raise ValueError(f"runtime {runtime!r} is a CPU path; use torch-fp16 or torch-fp32 on {self.device}")
+        return runtime
+
+    def _onnx_session(self, weights_path: Path):
+        import onnxruntime as ort
+        import torch
+
+        from weights import cache_dir, sha256_file
+
+        target = cache_dir() / "onnx" / f"{self.spec.name}-{sha256_file(weights_path)[:16]}.onnx"
+        if not target.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(".tmp")
+            dummy = torch.zeros(1, 3, 64, 64)
+            torch.onnx.export(self.model, dummy, str(tmp), input_names=["image"], output_names=["logits"],
+                              dynamic_axes={"image": {2: "h", 3: "w"}, "logits": {2: "h", 3: "w"}},
+                              opset_version=17, dynamo=False)
+            tmp.replace(target)
+        return ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+
+    def segment(self, image: np.ndarray, skin: np.ndarray) -> Segmentation:
+        """Probabilities and a skin-restricted label map for an RGB uint8 image.
+
+        The model sees the bounding box of `skin` (bool HxW), padded by 4 % and resized so its
+        long side is the spec's input_size, then padded to a multiple of 32.
+        """
+        height, width = image.shape[:2]
+        probabilities = np.zeros((NUM_CLASSES, height, width), np.float32)
+        probabilities[0] = 1.0
+        label_map = np.zeros((height, width), np.uint8)
+        if not skin.any():
+            return Segmentation(probabilities, label_map, self.spec.name, self.runtime)
+        # 1. Crop around the skin.
+        ys, xs = np.nonzero(skin)
+        pad = int(0.04 * max(np.ptp(ys), np.ptp(xs))) + 2
+        y0, y1 = max(0, ys.min() - pad), min(height, ys.max() + pad + 1)
+        x0, x1 = max(0, xs.min() - pad), min(width, xs.max() + pad + 1)
+        crop = image[y0:y1, x0:x1]
+        # 2. Resize and pad to the network's input.
+        scale = self.spec.input_size / max(crop.shape[:2])
+        new_h, new_w = max(32, round(crop.shape[0] * scale)), max(32, round(crop.shape[1] * scale))
+        resized = cv2.resize(crop, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        pad_h, pad_w = (-new_h) % 32, (-new_w) % 32
+        padded = cv2.copyMakeBorder(resized, 0, pad_h, 0, pad_w, cv2.BORDER_REFLECT_101)
+        x = (padded.astype(np.float32) / 255.0 - np.array(self.spec.mean, np.float32)) / np.array(self.spec.std, np.float32)
+        x = np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+        # 3. Forward pass.
+        with self._lock:
+            logits = self._forward(x)[0, :, :new_h, :new_w]
+        # 4. Softmax, back to crop size, paste, restrict to skin.
+        logits = logits - logits.max(axis=0, keepdims=True)
+        probs = np.exp(logits)
+        probs /= probs.sum(axis=0, keepdims=True)
+        crop_probs = np.stack([cv2.resize(p, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR) for p in probs])
+        probabilities[:, y0:y1, x0:x1] = crop_probs
+        label_map[y0:y1, x0:x1] = crop_probs.argmax(axis=0).astype(np.uint8)
+        label_map[~skin] = 0
+        return Segmentation(probabilities, label_map, self.spec.name, self.runtime)
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        if self._onnx is not None:
+            return self._onnx.run(None, {"image": x})[0]
+        import torch
+
+        tensor = torch.from_numpy(x).to(self.device)
+        with torch.inference_mode():
+            if self.runtime == "torch-bf16":
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    out = self.model(tensor.contiguous(memory_format=torch.channels_last))
+            elif self.runtime == "torch-fp16":
+                with torch.autocast("cuda", dtype=torch.float16):
+                    out = self.model(tensor)
+            else:
+                out = self.model(tensor)
+        return out.float().cpu().numpy()
+
+    def close(self) -> None:
+        self._onnx = None
+
+    def __enter__(self) -> Segmenter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,208 @@
+"""The model registry: specs as data (weights/registry.json) and one way to resolve and load them.
+
+Resolution order for a spec: the file embedded in weights/, then the local cache
+($GLOWAI_CACHE or ~/.cache/glowai, and the Hugging Face cache), then `hf_hub_download` at the
+pinned revision when the network is allowed. The sha256 is checked before anything is loaded,
+and only safetensors files are read: pickle checkpoints are refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from functools import lru_cache
+from pathlib import Path
+
+from core.errors import WeightsError
+
+WEIGHTS_DIR = Path(__file__).resolve().parent
+REGISTRY_FILE = WEIGHTS_DIR / "registry.json"
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """Where a model's weights live and how its inputs are prepared.
+
+    Exactly one source: `file` (relative to weights/ or absolute) or `repo` + `filename` +
+    `revision` on the Hugging Face Hub. `mean`/`std` apply to RGB in [0, 1]; `input_size` is the
+    long side, in pixels, of the face crop fed to the model.
+    """
+
+    name: str
+    task: str
+    arch: str
+    encoder: str
+    classes: tuple[str, ...]
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    license: str
+    file: str | None = None
+    repo: str | None = None
+    filename: str | None = None
+    revision: str | None = None
+    sha256: str | None = None
+    default: bool = False
+    description: str = ""
+
+    def to_metadata(self) -> dict[str, str]:
+        """The spec as safetensors metadata (str -> str), so a checkpoint file describes itself."""
+        return {k: json.dumps(v) for k, v in asdict(self).items()}
+
+    @property
+    def source(self) -> str:
+        return f"weights/{self.file}" if self.file else f"hub:{self.repo}/{self.filename}@{self.revision}"
+
+
+def _spec_from_dict(data: dict) -> WeightSpec:
+    names = {f.name for f in fields(WeightSpec)}
+    unknown = set(data) - names
+    if unknown:
+        raise WeightsError(f"registry entry {data.get('name')!r} has unknown keys {sorted(unknown)}")
+    data = dict(data)
+    for key in ("classes", "mean", "std"):
+        data[key] = tuple(data[key])
+    return WeightSpec(**data)
+
+
+@lru_cache(maxsize=1)
+def specs() -> dict[str, WeightSpec]:
+    """All registered specs by name."""
+    with open(REGISTRY_FILE, encoding="utf-8") as handle:
+        entries = json.load(handle)["models"]
+    return {entry["name"]: _spec_from_dict(entry) for entry in entries}
+
+
+def get_spec(name: str) -> WeightSpec:
+    """The spec called `name`; an unknown name fails with the list of valid ones."""
+    registry = specs()
+    if name not in registry:
+        raise WeightsError(f"unknown model {name!r}; valid names: {', '.join(sorted(registry))}")
+    return registry[name]
+
+
+def default_spec(task: str = "blemish-segmentation") -> WeightSpec:
+    for spec in specs().values():
+        if spec.task == task and spec.default:
+            return spec
+    raise WeightsError(f"no default model registered for task {task!r}")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("GLOWAI_CACHE", Path.home() / ".cache" / "glowai")) / "weights"
+
+
+def network_allowed() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("1", "true", "yes")
+
+
+def find_local(spec: WeightSpec) -> Path | None:
+    """The weights file on this machine, or None. Never touches the network."""
+    if spec.file:
+        path = Path(spec.file) if Path(spec.file).is_absolute() else WEIGHTS_DIR / spec.file
+        return path if path.is_file() else None
+    cached = cache_dir() / spec.name / (spec.filename or "model.safetensors")
+    if cached.is_file():
+        return cached
+    if spec.repo and spec.filename and spec.revision:
+        try:
+            from huggingface_hub import hf_hub_download
+
+            return Path(hf_hub_download(spec.repo, spec.filename, revision=spec.revision, local_files_only=True))
+        except Exception:  # noqa: BLE001 - any miss in the local HF cache means "not here"
+            return None
+    return None
+
+
+def resolve(spec: WeightSpec, allow_network: bool = True) -> Path:
+    """Path of the verified weights file for `spec`, downloading only if allowed and needed."""
+    path = find_local(spec)
+    if path is None and spec.repo:
+        if not (spec.filename and spec.revision and spec.sha256):
+            raise WeightsError(f"model {spec.name!r} is not published yet (no pinned revision and sha256 in the registry)")
+        if not (allow_network and network_allowed()):
+            raise WeightsError(f"model {spec.name!r} is not on this machine and the network is off; "
+                               f"run `glowai weights pull {spec.name}` where there is a network")
+        from huggingface_hub import hf_hub_download
+
+        try:
+            path = Path(hf_hub_download(spec.repo, spec.filename, revision=spec.revision))
+        except Exception as err:  # noqa: BLE001 - hub errors are many; all mean "could not fetch"
+            raise WeightsError(f"could not download {spec.source}: {str(err).splitlines()[0][:120]}") from None
+    if path is None:
+        raise WeightsError(f"model {spec.name!r} is not installed: {spec.source} is missing")
+    verify(path, spec.sha256)
+    return path
+
+
+def is_installed(spec: WeightSpec) -> bool:
+    return find_local(spec) is not None
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(path: Path, sha256: str | None) -> None:
+    """Refuse a file whose checksum differs from the pinned one."""
+    if sha256 and sha256_file(path) != sha256:
+        raise WeightsError(f"{path.name}: checksum mismatch (expected sha256 {sha256[:12]}...); "
+                           "the file is corrupt or was replaced: delete it and reinstall")
+
+
+def load_state_dict(path: Path) -> tuple[dict, dict[str, str]]:
+    """Tensors and metadata of a safetensors file. Anything else (a pickle) is refused unread."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise WeightsError(f"{path.name}: not a readable safetensors file ({str(err)[:80]}); "
+                           "pickle checkpoints are refused: convert to safetensors") from None
+    return tensors, metadata
+
+
+def spec_from_file(path: Path) -> WeightSpec:
+    """A spec read from a checkpoint's own safetensors metadata (written by `save_checkpoint`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such weights file; pass a registry name or a .safetensors path")
+    _, metadata = load_state_dict(path)
+    try:
+        data = {k: json.loads(v) for k, v in metadata.items() if k in {f.name for f in fields(WeightSpec)}}
+        data["file"] = str(path.resolve())
+        data.pop("repo", None), data.pop("filename", None), data.pop("revision", None)
+        data["sha256"] = None
+        return _spec_from_dict(data)
+    except (TypeError, KeyError, json.JSONDecodeError) as err:
+        raise WeightsError(f"{path.name}: checkpoint metadata is missing or broken ({err}); "
+                           "save checkpoints with weights.save_checkpoint") from None
+
+
+def lookup(name_or_path: str | os.PathLike | None, task: str = "blemish-segmentation") -> WeightSpec:
+    """A registry name, a .safetensors path, or None for the task's default."""
+    if name_or_path is None:
+        return default_spec(task)
+    text = str(name_or_path)
+    if text.endswith(".safetensors") or os.sep in text:
+        return spec_from_file(Path(text))
+    return get_spec(text)
+
+
+def save_checkpoint(state_dict: dict, path: Path, spec: WeightSpec) -> None:
+    """Write tensors + the spec as metadata, atomically (a killed write leaves no partial file)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.contiguous() for k, v in state_dict.items()}, str(tmp), metadata=spec.to_metadata())
+    os.replace(tmp, path)
