@@ -62,12 +62,15 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     several = len(photos) > 1
     failures = 0
     analyzer = Analyzer(options)
-    for photo in tqdm(photos, desc="analyze", unit="photo", disable=not several or args.quiet, file=sys.stderr):
+    # progress bar only for several photos on a terminal (disable=None: off when stderr is not a TTY)
+    bar = tqdm(photos, desc="analyze", unit="photo", disable=True if (args.quiet or not several) else None,
+               file=sys.stderr)
+    for photo in bar:
         try:
             analysis = analyzer.analyze(photo)
         except GlowAIError as err:
-            print(f"glowai: {photo}: {_one_line(err)}" if str(photo) not in str(err) else f"glowai: {_one_line(err)}",
-                  file=sys.stderr)
+            message = _one_line(err).removeprefix(f"{photo.name}: ").removeprefix(f"{photo}: ")
+            _say(bar, f"glowai: {photo}: {message}", sys.stderr)
             failures += 1
             continue
         report = analysis.to_json()
@@ -82,9 +85,17 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         if path := _output_path(args.card, photo, several, "_card.png"):
             _write_png(path, report_card(analysis))
         if not args.quiet:
-            print(_summary(photo, report))
+            _say(bar, _summary(photo, report), sys.stdout)
     analyzer.close()
     return EXIT_BAD_INPUT if failures else 0
+
+
+def _say(bar, text: str, stream) -> None:
+    """One line to `stream` without breaking an active progress bar."""
+    if bar.disable:
+        print(text, file=stream, flush=True)
+    else:
+        bar.write(text, file=stream)
 
 
 def _summary(photo: Path, report: dict) -> str:
@@ -124,7 +135,7 @@ def cmd_weights(args: argparse.Namespace) -> int:
                      "yes" if local else "no", spec.license, spec.source))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)).rstrip())
     return 0
 
 

@@ -11,7 +11,6 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -26,9 +25,9 @@ try:  # HEIC/HEIF support when the maintained pillow-heif package is installed.
 except ImportError:  # pragma: no cover - depends on the environment
     _HEIF_FORMATS = ()
 
-ImageSource = Union[str, os.PathLike, bytes, bytearray, np.ndarray, Image.Image]
+ImageSource = str | os.PathLike | bytes | bytearray | np.ndarray | Image.Image
 
-ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF") + _HEIF_FORMATS
+ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF") + _HEIF_FORMATS
 SUPPORTED_HINT = "use a JPEG, PNG or WebP photo" + (" (HEIC works too)" if _HEIF_FORMATS else "")
 
 
@@ -75,6 +74,9 @@ def load_image(source: ImageSource, limits: DecodeLimits = DEFAULT_LIMITS) -> np
         image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except Image.UnidentifiedImageError:
         raise ImageDecodeError(f"{name}: not a supported image file; {SUPPORTED_HINT}") from None
+    except Image.DecompressionBombError:
+        raise ImageTooLargeError(f"{name}: the header claims more pixels than can be decoded safely (decompression bomb); "
+                                 "resize the photo first") from None
     except (OSError, ValueError, SyntaxError, EOFError) as err:
         raise ImageDecodeError(f"{name}: the image header is broken ({_short(err)}); {SUPPORTED_HINT}") from None
     return _to_rgb_array(_check_pil(image, limits, name), limits, name)

@@ -48,7 +48,7 @@ def condition_scores(label_map: np.ndarray, region: np.ndarray, min_lesion_px: i
         if mask.any():
             count, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
             lesions = int((stats[1:, cv2.CC_STAT_AREA] >= min_lesion_px).sum())
-        scores[label.name] = {"area_pct": round(area, 2), "lesions": lesions,
+        scores[label.name] = {"area_pct": round(float(area), 2), "lesions": lesions,
                               "severity": severity(label.name, area, lesions)}
     return scores
 
@@ -67,7 +67,7 @@ def build_report(regions: FaceRegions, label_map: np.ndarray | None, quality: li
     for index, name in enumerate(regions.zone_names, start=1):
         mask = regions.zone_map == index
         zones[name] = {
-            "skin_pct": round(100.0 * mask.sum() / skin_px, 2) if skin_px else 0.0,
+            "skin_pct": round(float(100.0 * mask.sum() / skin_px), 2) if skin_px else 0.0,
             "conditions": condition_scores(label_map, mask, min_lesion_px) if label_map is not None else None,
         }
     overall = condition_scores(label_map, regions.skin, min_lesion_px) if label_map is not None else None

@@ -46,7 +46,7 @@ class Segmentation:
     runtime: str
 
 
-def build_model(arch: str, encoder: str, classes: int = NUM_CLASSES):
+def build_model(arch: str, encoder: str, classes: int = NUM_CLASSES, **kwargs):
     """A segmentation_models_pytorch model with random init and no download (encoder_weights=None)."""
     import segmentation_models_pytorch as smp
 
@@ -54,7 +54,7 @@ def build_model(arch: str, encoder: str, classes: int = NUM_CLASSES):
         factory = getattr(smp, arch)
     except AttributeError:
         raise WeightsError(f"unknown architecture {arch!r}; use one of smp's: Unet, UnetPlusPlus, FPN, DeepLabV3Plus") from None
-    return factory(encoder_name=encoder, encoder_weights=None, classes=classes)
+    return factory(encoder_name=encoder, encoder_weights=None, classes=classes, **kwargs)
 
 
 def cpu_has_bf16() -> bool:
@@ -82,7 +82,7 @@ class Segmenter:
                                f"{tuple(label.name for label in LABELS)}")
         path = resolve(self.spec, allow_network=self.options.allow_network)
         tensors, _ = load_state_dict(path)
-        self.model = build_model(self.spec.arch, self.spec.encoder)
+        self.model = build_model(self.spec.arch, self.spec.encoder, **(self.spec.arch_kwargs or {}))
         try:
             self.model.load_state_dict(tensors, strict=True)
         except RuntimeError as err:

@@ -39,6 +39,7 @@ class WeightSpec:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     license: str
+    arch_kwargs: dict | None = None  # extra smp constructor arguments (encoder_depth, decoder_channels, ...)
     file: str | None = None
     repo: str | None = None
     filename: str | None = None
@@ -156,18 +157,22 @@ def verify(path: Path, sha256: str | None) -> None:
                            "the file is corrupt or was replaced: delete it and reinstall")
 
 
-def load_state_dict(path: Path) -> tuple[dict, dict[str, str]]:
-    """Tensors and metadata of a safetensors file. Anything else (a pickle) is refused unread."""
+def _open_safetensors(path: Path, read_tensors: bool) -> tuple[dict, dict[str, str]]:
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             metadata = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()} if read_tensors else {}
     except (SafetensorError, OSError, ValueError) as err:
-        raise WeightsError(f"{path.name}: not a readable safetensors file ({str(err)[:80]}); "
+        raise WeightsError(f"{path.name}: not a readable safetensors file ({' '.join(str(err).split())[:80]}); "
                            "pickle checkpoints are refused: convert to safetensors") from None
     return tensors, metadata
+
+
+def load_state_dict(path: Path) -> tuple[dict, dict[str, str]]:
+    """Tensors and metadata of a safetensors file. Anything else (a pickle) is refused unread."""
+    return _open_safetensors(Path(path), read_tensors=True)
 
 
 def spec_from_file(path: Path) -> WeightSpec:
@@ -175,14 +180,13 @@ def spec_from_file(path: Path) -> WeightSpec:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: no such weights file; pass a registry name or a .safetensors path")
-    _, metadata = load_state_dict(path)
+    _, metadata = _open_safetensors(path, read_tensors=False)
+    names = {f.name for f in fields(WeightSpec)}
     try:
-        data = {k: json.loads(v) for k, v in metadata.items() if k in {f.name for f in fields(WeightSpec)}}
-        data["file"] = str(path.resolve())
-        data.pop("repo", None), data.pop("filename", None), data.pop("revision", None)
-        data["sha256"] = None
+        data = {k: json.loads(v) for k, v in metadata.items() if k in names}
+        data.update(file=str(path.resolve()), repo=None, filename=None, revision=None, sha256=None, default=False)
         return _spec_from_dict(data)
-    except (TypeError, KeyError, json.JSONDecodeError) as err:
+    except (TypeError, KeyError, ValueError) as err:
         raise WeightsError(f"{path.name}: checkpoint metadata is missing or broken ({err}); "
                            "save checkpoints with weights.save_checkpoint") from None
 

@@ -1,0 +1,26 @@
+# The two README commands. Both set up .venv first (scripts/setup.sh: pinned, idempotent).
+export HF_HUB_OFFLINE ?= 1
+export GRADIO_ANALYTICS_ENABLED ?= False
+
+.PHONY: setup demo test lint bench
+
+setup:
+	@bash scripts/setup.sh
+
+## demo: the main job on the embedded defaults, offline: analyse a bundled portrait.
+demo: setup
+	@mkdir -p out
+	.venv/bin/glowai analyze data/examples/portrait-001.jpg --json out/portrait-001.json \
+		--overlay out/portrait-001_overlay.png --card out/portrait-001_card.png
+	@echo "wrote out/portrait-001.json, out/portrait-001_overlay.png, out/portrait-001_card.png"
+
+## test: the whole suite, offline.
+test: setup
+	.venv/bin/python -m pytest -q
+
+lint: setup
+	.venv/bin/ruff check .
+
+bench: setup
+	.venv/bin/python bench/bench_analyze.py
+	.venv/bin/python bench/bench_segmentation.py

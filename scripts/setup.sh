@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Create or refresh .venv from the pinned requirements; a no-op when nothing changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+stamp=.venv/.glowai-installed
+want="$(cat requirements.txt requirements-dev.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
+if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+    exit 0
+fi
+echo "setting up .venv (first run: a few minutes)..." >&2
+[[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -r requirements-dev.txt
+.venv/bin/python -m pip install --quiet --no-deps -e .
+.venv/bin/python -m pip check
+echo "$want" > "$stamp"

@@ -1,0 +1,88 @@
+"""Face regions: the skin mask leaves out eyes, brows, lips; zones sit where they belong."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.detection import FaceDetector
+from core.mesh import FaceMesher, topology
+from core.regions import ZONES, face_regions, triangle_zones, whole_frame_regions
+
+
+@pytest.fixture(scope="module")
+def mesh_tools():
+    with FaceDetector() as detector, FaceMesher() as mesher:
+        yield detector, mesher
+
+
+def _landmarks(mesh_tools, image):
+    detector, mesher = mesh_tools
+    return mesher.landmarks(image, detector.detect(image)[0])
+
+
+def test_mesh_has_478_landmarks_in_image_pixels(mesh_tools, portrait):
+    landmarks = _landmarks(mesh_tools, portrait)
+    assert landmarks.shape == (478, 3)
+    face = mesh_tools[0].detect(portrait)[0]
+    nose = landmarks[1, :2]
+    assert face.box[0] < nose[0] < face.box[2] and face.box[1] < nose[1] < face.box[3]
+
+
+def test_skin_excludes_eyes_brows_lips_and_covers_cheeks(mesh_tools, portrait):
+    landmarks = _landmarks(mesh_tools, portrait)
+    regions = face_regions(portrait, landmarks)
+    contours = topology()["contours"]
+
+    def inside(indices):
+        pts = landmarks[indices, :2].mean(axis=0).round().astype(int)
+        return regions.skin[pts[1], pts[0]]
+
+    for part in ("left_iris", "right_iris", "left_brow", "right_brow"):
+        assert not inside(contours[part]), part
+    assert not regions.skin[tuple(landmarks[13, 1::-1].round().astype(int))]  # inner upper lip
+    assert regions.skin[tuple(landmarks[205, 1::-1].round().astype(int))]  # right cheek
+    assert regions.skin[tuple(landmarks[425, 1::-1].round().astype(int))]  # left cheek
+    area = regions.skin.sum()
+    face = mesh_tools[0].detect(portrait)[0]
+    assert 0.3 * face.area < area < 1.5 * face.area
+    assert not (regions.skin & regions.parts["eyes"]).any()
+
+
+def test_every_zone_is_present_and_on_its_side(mesh_tools, portrait):
+    landmarks = _landmarks(mesh_tools, portrait)
+    regions = face_regions(portrait, landmarks)
+    assert regions.zone_names == ZONES
+    centres = {}
+    for name in ZONES:
+        ys, xs = np.nonzero(regions.zone_mask(name))
+        assert len(xs) > 500, name
+        centres[name] = (xs.mean(), ys.mean())
+    assert centres["right_cheek"][0] < centres["nose"][0] < centres["left_cheek"][0]  # subject's sides
+    assert centres["forehead"][1] < centres["nose"][1] < centres["chin"][1]
+    assert ((regions.zone_map > 0) == regions.skin).all()
+
+
+def test_zones_follow_a_mirrored_face(mesh_tools, portrait):
+    mirrored = np.ascontiguousarray(portrait[:, ::-1])
+    regions = face_regions(mirrored, _landmarks(mesh_tools, mirrored))
+    left = np.nonzero(regions.zone_mask("left_cheek"))[1].mean()
+    right = np.nonzero(regions.zone_mask("right_cheek"))[1].mean()
+    assert right < left  # still the subject's own sides
+
+
+def test_triangle_zone_table_uses_every_zone():
+    zones = triangle_zones()
+    assert len(zones) == len(topology()["triangles"])
+    assert set(np.unique(zones)) == set(range(1, len(ZONES) + 1))
+
+
+def test_whole_frame_mode_keeps_skin_and_drops_a_dark_background():
+    rng = np.random.default_rng(0)
+    image = np.zeros((200, 200, 3), np.uint8)
+    image[:] = (30, 30, 35)
+    image[20:180, 20:180] = np.clip(np.array([200, 150, 130]) + rng.normal(0, 4, (160, 160, 3)), 0, 255)
+    regions = whole_frame_regions(image)
+    assert regions.zone_names == ("whole_frame",)
+    assert regions.skin[30:170, 30:170].mean() > 0.95
+    assert regions.skin[:10].mean() < 0.05

@@ -1,0 +1,64 @@
+"""The segmentation predictor with a tiny real smp U-Net: shapes, skin restriction, runtimes agree."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.errors import WeightsError
+from core.labels import NUM_CLASSES
+from core.segmentation import Segmenter, SegmenterOptions
+
+
+@pytest.fixture(scope="module")
+def skin_mask(portrait):
+    mask = np.zeros(portrait.shape[:2], bool)
+    mask[300:560, 280:520] = True
+    return mask
+
+
+def test_probabilities_and_label_map_restricted_to_skin(tiny_weights, portrait, skin_mask, isolated_cache):
+    with Segmenter(SegmenterOptions(weights=str(tiny_weights), runtime="torch-fp32")) as segmenter:
+        result = segmenter.segment(portrait, skin_mask)
+    assert result.probabilities.shape == (NUM_CLASSES, *portrait.shape[:2])
+    assert result.probabilities.dtype == np.float32
+    np.testing.assert_allclose(result.probabilities.sum(axis=0), 1.0, atol=1e-4)
+    assert result.label_map.dtype == np.uint8 and result.label_map.shape == portrait.shape[:2]
+    assert not result.label_map[~skin_mask].any()
+    inside = result.probabilities[:, skin_mask].argmax(axis=0)
+    assert np.array_equal(result.label_map[skin_mask], inside)
+    assert result.model == "tiny-test-unet" and result.runtime == "torch-fp32"
+
+
+def test_same_input_same_output(tiny_weights, portrait, skin_mask):
+    with Segmenter(SegmenterOptions(weights=str(tiny_weights), runtime="torch-fp32")) as segmenter:
+        first = segmenter.segment(portrait, skin_mask).probabilities
+        second = segmenter.segment(portrait, skin_mask).probabilities
+    assert np.array_equal(first, second)
+
+
+@pytest.mark.parametrize("runtime", ["torch-bf16", "onnx"])
+def test_fast_cpu_runtimes_agree_with_fp32(runtime, tiny_weights, portrait, skin_mask, isolated_cache):
+    with Segmenter(SegmenterOptions(weights=str(tiny_weights), runtime="torch-fp32")) as reference:
+        expected = reference.segment(portrait, skin_mask).probabilities
+    with Segmenter(SegmenterOptions(weights=str(tiny_weights), runtime=runtime)) as segmenter:
+        got = segmenter.segment(portrait, skin_mask).probabilities
+    tolerance = 0.05 if runtime == "torch-bf16" else 1e-3
+    assert np.abs(got - expected)[:, skin_mask].mean() < tolerance / 5
+    assert np.abs(got - expected).max() < tolerance * 4
+
+
+def test_empty_skin_gives_background_everywhere(tiny_weights, portrait):
+    with Segmenter(SegmenterOptions(weights=str(tiny_weights), runtime="torch-fp32")) as segmenter:
+        result = segmenter.segment(portrait, np.zeros(portrait.shape[:2], bool))
+    assert not result.label_map.any() and (result.probabilities[0] == 1).all()
+
+
+def test_missing_default_model_and_wrong_weights_are_clear(tmp_path):
+    import weights
+
+    if not weights.is_installed(weights.default_spec()):
+        with pytest.raises(WeightsError, match="not installed"):
+            Segmenter(SegmenterOptions())
+    with pytest.raises(WeightsError, match="no such weights file"):
+        Segmenter(SegmenterOptions(weights=str(tmp_path / "none.safetensors")))
