@@ -14,8 +14,9 @@ demo: setup
 		--overlay out/portrait-001_overlay.png --card out/portrait-001_card.png
 	@echo "wrote out/portrait-001.json, out/portrait-001_overlay.png, out/portrait-001_card.png"
 
-## test: the whole suite, offline.
+## test: lint, then the whole suite, offline.
 test: setup
+	.venv/bin/ruff check .
 	.venv/bin/python -m pytest -q
 
 lint: setup
