@@ -115,7 +115,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.what == "regions":
         result = eval_regions(Path(args.data), progress=not args.quiet)
         line = (f"skin IoU: mean {result['mean_iou']:.4f}, median {result['median_iou']:.4f} over "
-                f"{result['count']} images; {len(result['missed'])} faces missed")
+                f"{result['count']} images; faces missed: {len(result['missed'])}")
     else:
         result = eval_detection(Path(args.data), progress=not args.quiet)
         line = f"faces found: {result['found']}/{result['total']} {result['by_backend']}; missed: {result['missed']}"

@@ -23,7 +23,7 @@ DATA_DIR = Path(__file__).parent / "data"
 
 @dataclass(frozen=True)
 class MeshOptions:
-    crop_scale: float = 1.8  # side of the square crop around the face box, in box sizes
+    crop_scales: tuple[float, ...] = (1.8, 2.6, 1.3)  # square crops around the face box, tried in order
 
 
 class FaceMesher:
@@ -47,10 +47,20 @@ class FaceMesher:
         self._lock = threading.Lock()
 
     def landmarks(self, image: np.ndarray, face: Face) -> np.ndarray | None:
-        """Return (478, 3) float32 landmarks in image pixels, or None when the mesh finds no face."""
+        """Return (478, 3) float32 landmarks in image pixels, or None when the mesh finds no face.
+
+        The mesh's own detector needs some context around the face: a few crop sizes are tried.
+        """
+        for scale in self.options.crop_scales:
+            points = self._landmarks_in_crop(image, face, scale)
+            if points is not None:
+                return points
+        return None
+
+    def _landmarks_in_crop(self, image: np.ndarray, face: Face, scale: float) -> np.ndarray | None:
         height, width = image.shape[:2]
         x0, y0, x1, y1 = face.box
-        side = max(x1 - x0, y1 - y0) * self.options.crop_scale
+        side = max(x1 - x0, y1 - y0) * scale
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
         left, top = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
         right, bottom = int(min(width, cx + side / 2)), int(min(height, cy + side / 2))

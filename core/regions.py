@@ -41,13 +41,14 @@ class RegionOptions:
     lip_margin: float = 0.0
     # colour model fitted to this face's own skin
     use_colour_model: bool = True
-    colour_threshold: float = 3.0  # Mahalanobis distance in a*b* that still counts as skin
+    colour_threshold: float = 5.0  # Mahalanobis distance in a*b* that still counts as skin
     extension_threshold: float = 3.0  # the same, beyond the mesh oval (hair, background)
-    shadow_floor: float = 0.4  # darkest skin kept, as a fraction of the median skin lightness
+    shadow_floor: float = 0.25  # darkest skin kept, as a fraction of the median skin lightness
     # contrast model: Lab histograms of this face's skin against the ring of hair/background around it
     contrast_model: bool = True
     prior_inside: float = 0.95  # prior probability of skin inside the mesh oval
     prior_outside: float = 0.5  # ... and in the envelope beyond it
+    prior_forehead: float = 0.5  # ... and on the forehead, where fringes hang
 
 
 @dataclass
@@ -128,6 +129,7 @@ def face_regions(image: np.ndarray, landmarks: np.ndarray, options: RegionOption
             ring = _dilate(oval_mask, 0.35 * unit) & ~_dilate(oval_mask, 0.1 * unit)
             if ring.sum() > 200:
                 prior = np.where(beyond, options.prior_outside, options.prior_inside)
+                prior[(zone_map == ZONES.index("forehead") + 1) & ~beyond] = options.prior_forehead
                 colour_ok &= _skin_probability(lab, core, ring, prior) > 0.5
         skin = candidate & colour_ok
         skin = _fill_small_holes(skin, candidate, max_area=(0.12 * unit) ** 2)
