@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +55,13 @@ def load_image(source: ImageSource, limits: DecodeLimits = DEFAULT_LIMITS) -> np
         `np.ndarray` of shape (H, W, 3), dtype uint8, RGB order, EXIF orientation applied,
         transparency composited on white, first frame of an animation.
     """
+    with warnings.catch_warnings():
+        # Pillow warns about corrupt EXIF and the like; the outcome (an image or a typed error) is what counts
+        warnings.simplefilter("ignore")
+        return _load_image(source, limits)
+
+
+def _load_image(source: ImageSource, limits: DecodeLimits) -> np.ndarray:
     if isinstance(source, np.ndarray):
         return _check_array(source, limits)
     if isinstance(source, Image.Image):

@@ -63,14 +63,19 @@ def build_report(regions: FaceRegions, label_map: np.ndarray | None, quality: li
     """Report body (JSON-ready). `label_map` None means no blemish model ran: conditions are null."""
     skin_px = int(regions.skin.sum())
     min_lesion_px = max(3, int(MIN_LESION_FRACTION * skin_px))
+    # work inside the bounding box of the skin: the rest of the photo holds nothing to count
+    ys, xs = np.nonzero(regions.skin.any(axis=1))[0], np.nonzero(regions.skin.any(axis=0))[0]
+    box = (slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1)) if skin_px else (slice(0, 0), slice(0, 0))
+    zone_map, skin = regions.zone_map[box], regions.skin[box]
+    label_map = label_map[box] if label_map is not None else None
     zones = {}
     for index, name in enumerate(regions.zone_names, start=1):
-        mask = regions.zone_map == index
+        mask = zone_map == index
         zones[name] = {
             "skin_pct": round(float(100.0 * mask.sum() / skin_px), 2) if skin_px else 0.0,
             "conditions": condition_scores(label_map, mask, min_lesion_px) if label_map is not None else None,
         }
-    overall = condition_scores(label_map, regions.skin, min_lesion_px) if label_map is not None else None
+    overall = condition_scores(label_map, skin, min_lesion_px) if label_map is not None else None
     return {
         "zones": zones,
         "conditions": overall,

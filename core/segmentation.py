@@ -116,10 +116,9 @@ class Segmenter:
         if not target.is_file():
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_suffix(".tmp")
-            dummy = torch.zeros(1, 3, 64, 64)
-            torch.onnx.export(self.model, dummy, str(tmp), input_names=["image"], output_names=["logits"],
-                              dynamic_axes={"image": {2: "h", 3: "w"}, "logits": {2: "h", 3: "w"}},
-                              opset_version=17, dynamo=False)
+            side = {2: torch.export.Dim("height", min=32, max=4096), 3: torch.export.Dim("width", min=32, max=4096)}
+            torch.onnx.export(self.model, (torch.zeros(1, 3, 64, 64),), str(tmp), input_names=["image"],
+                              output_names=["logits"], dynamic_shapes=(side,), dynamo=True, verbose=False)
             tmp.replace(target)
         return ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
 

@@ -122,13 +122,11 @@ def test_hostile_corpus_each_exits_2_with_one_line(tmp_path, portrait_path, caps
 def test_process_level_no_traceback_no_hang(tmp_path, portrait_path):
     corpus = hostile_corpus(tmp_path / "corpus", portrait_path)
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    picks = ["png_claims_30000x30000.png", "jpeg_truncated_half.jpg", "svg_named.jpg", "zero_bytes.jpg",
-             "oversized_31MB.jpg"]
-    proc = subprocess.run([sys.executable, "-m", "core.cli", "analyze", *[corpus[p] for p in picks]],
-                          capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
+    proc = subprocess.run([sys.executable, "-m", "core.cli", "analyze", *corpus.values()],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == len(picks), proc.stderr
+    assert len(lines) == len(corpus), proc.stderr  # one line per file: no warnings, no native logging
     assert "Traceback" not in proc.stderr and all(line.startswith("glowai: ") for line in lines)
 
 
