@@ -62,3 +62,14 @@ def test_missing_default_model_and_wrong_weights_are_clear(tmp_path):
             Segmenter(SegmenterOptions())
     with pytest.raises(WeightsError, match="no such weights file"):
         Segmenter(SegmenterOptions(weights=str(tmp_path / "none.safetensors")))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_fp16_agrees_with_cpu_fp32(tiny_weights, portrait, skin_mask):
+    with Segmenter(SegmenterOptions(weights=str(tiny_weights), runtime="torch-fp32")) as reference:
+        expected = reference.segment(portrait, skin_mask).probabilities
+    with Segmenter(SegmenterOptions(weights=str(tiny_weights), device="cuda", runtime="auto")) as segmenter:
+        assert segmenter.runtime == "torch-fp16"
+        got = segmenter.segment(portrait, skin_mask).probabilities
+    assert np.abs(got - expected)[:, skin_mask].mean() < 0.01

@@ -1,0 +1,1 @@
+"""Synthetic training data: mask sampling, procedural and diffusion generators, QC, dataset writer."""
