@@ -110,7 +110,7 @@ def face_regions(image: np.ndarray, landmarks: np.ndarray, options: RegionOption
     core = _erode(candidate & (zone_map > 0), 0.08 * unit)
     if core.sum() < 50:
         core = candidate
-    mean, inv_cov, l_median = _fit_skin_colour(lab[core])
+    l_median = float(np.median(lab[..., 0][core]))
     nose_tip = _poly(shape, local[contours["nose_tip"]])
     below_tip = np.zeros(shape, bool)
     tip_y = local[4, 1]
@@ -119,19 +119,9 @@ def face_regions(image: np.ndarray, landmarks: np.ndarray, options: RegionOption
     parts["nostrils"] = _dilate(nostrils, 0.01 * unit)
     candidate &= ~parts["nostrils"]
     if options.use_colour_model:
-        diff = lab[..., 1:] - mean
-        distance = np.sqrt(np.einsum("...i,ij,...j->...", diff, inv_cov, diff))
-        colour_ok = (distance < options.colour_threshold) & (lab[..., 0] > options.shadow_floor * l_median)
         beyond = ~_poly(shape, local[contours["face_oval"]])
-        strict = beyond & (distance >= options.extension_threshold)
-        colour_ok &= ~strict
-        if options.contrast_model:
-            ring = _dilate(oval_mask, 0.35 * unit) & ~_dilate(oval_mask, 0.1 * unit)
-            if ring.sum() > 200:
-                prior = np.where(beyond, options.prior_outside, options.prior_inside)
-                prior[(zone_map == ZONES.index("forehead") + 1) & ~beyond] = options.prior_forehead
-                colour_ok &= _skin_probability(lab, core, ring, prior) > 0.5
-        skin = candidate & colour_ok
+        forehead = (zone_map == ZONES.index("forehead") + 1) & ~beyond
+        skin = candidate & _colour_ok(lab, core, oval_mask, beyond, forehead, unit, options)
         skin = _fill_small_holes(skin, candidate, max_area=(0.12 * unit) ** 2)
         skin = _open(skin, 0.012 * unit)
         skin = _keep_components_touching(skin, core)
@@ -238,6 +228,29 @@ def _fill_nearest(zone_map: np.ndarray, skin: np.ndarray) -> np.ndarray:
 
 
 # -- colour model ---------------------------------------------------------------------------
+def _colour_ok(lab: np.ndarray, core: np.ndarray, oval: np.ndarray, beyond: np.ndarray, forehead: np.ndarray,
+               unit: float, options: RegionOptions) -> np.ndarray:
+    """Pixels whose colour passes this face's skin model.
+
+    1. A robust a*b* Gaussian of the core skin, with a lightness floor for shadows (stricter
+       beyond the mesh oval). 2. A contrast model: Lab histograms of the core skin against a ring
+       of hair and background around the face, with a spatial prior (lower on the forehead,
+       where fringes hang, and beyond the oval).
+    """
+    mean, inv_cov, l_median = _fit_skin_colour(lab[core])
+    diff = lab[..., 1:] - mean
+    distance = np.sqrt(np.einsum("...i,ij,...j->...", diff, inv_cov, diff))
+    ok = (distance < options.colour_threshold) & (lab[..., 0] > options.shadow_floor * l_median)
+    ok &= ~(beyond & (distance >= options.extension_threshold))
+    if options.contrast_model:
+        ring = _dilate(oval, 0.35 * unit) & ~_dilate(oval, 0.1 * unit)
+        if ring.sum() > 200:
+            prior = np.where(beyond, options.prior_outside, options.prior_inside)
+            prior[forehead] = options.prior_forehead
+            ok &= _skin_probability(lab, core, ring, prior) > 0.5
+    return ok
+
+
 def _fit_skin_colour(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """Robust Gaussian of a*b* (two trimming passes) and the median L* of skin samples (N, 3)."""
     ab = samples[:, 1:].astype(np.float64)
