@@ -121,7 +121,9 @@ def face_regions(image: np.ndarray, landmarks: np.ndarray, options: RegionOption
     if options.use_colour_model:
         beyond = ~_poly(shape, local[contours["face_oval"]])
         forehead = (zone_map == ZONES.index("forehead") + 1) & ~beyond
-        skin = candidate & _colour_ok(lab, core, oval_mask, beyond, forehead, unit, options)
+        # the colour samples leave out the forehead, which a fringe may cover
+        sample = core & ~forehead if (core & ~forehead).sum() > 200 else core
+        skin = candidate & _colour_ok(lab, sample, oval_mask, beyond, forehead, unit, options)
         skin = _fill_small_holes(skin, candidate, max_area=(0.12 * unit) ** 2)
         skin = _open(skin, 0.012 * unit)
         skin = _keep_components_touching(skin, core)
