@@ -32,17 +32,17 @@ class WeightSpec:
 
     name: str
     task: str
-    arch: str
-    encoder: str
-    classes: tuple[str, ...]
-    input_size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
     license: str
+    arch: str = ""  # segmentation specs: smp architecture, encoder and the rest below
+    encoder: str = ""
+    classes: tuple[str, ...] = ()
+    input_size: int = 0
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     arch_kwargs: dict | None = None  # extra smp constructor arguments (encoder_depth, decoder_channels, ...)
     file: str | None = None
     repo: str | None = None
-    filename: str | None = None
+    filename: str | None = None  # a file in `repo`; None for a whole diffusers repository
     revision: str | None = None
     sha256: str | None = None
     default: bool = False
@@ -64,7 +64,8 @@ def _spec_from_dict(data: dict) -> WeightSpec:
         raise WeightsError(f"registry entry {data.get('name')!r} has unknown keys {sorted(unknown)}")
     data = dict(data)
     for key in ("classes", "mean", "std"):
-        data[key] = tuple(data[key])
+        if key in data:
+            data[key] = tuple(data[key])
     return WeightSpec(**data)
 
 
