@@ -139,6 +139,44 @@ def cmd_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_synth(args: argparse.Namespace) -> int:
+    from synth.dataset import RunConfig, balance_table, merge, run
+
+    if args.action == "sheet":
+        if not args.out:
+            raise GlowAIError("usage: glowai synth sheet --out DATASET_DIR [--n 24]")
+        from synth.sheet import contact_sheet
+
+        target = Path(args.out) / "contact_sheet.png"
+        _write_png(target, contact_sheet(Path(args.out), args.n or 24))
+        print(f"wrote {target}")
+        return 0
+    if args.action == "merge":
+        if not args.out or not args.parts:
+            raise GlowAIError("usage: glowai synth merge --out DIR PART_DIR [PART_DIR ...]")
+        manifest = merge(Path(args.out), [Path(p) for p in args.parts])
+    else:
+        if args.parts:
+            raise GlowAIError(f"unexpected arguments {' '.join(args.parts)}; did you mean `glowai synth merge`?")
+        missing = [name for name in ("faces", "n", "out") if getattr(args, name) is None]
+        if missing:
+            raise GlowAIError(f"glowai synth needs {', '.join('--' + m for m in missing)}")
+        try:
+            index, count = (int(v) for v in args.shard.split("/"))
+            assert 0 <= index < count
+        except (ValueError, AssertionError):
+            raise GlowAIError(f"--shard {args.shard}: use I/N with 0 <= I < N, e.g. 0/4") from None
+        config = RunConfig(backend=args.backend, faces=args.faces, seed=args.seed,
+                           classes=tuple(args.classes.split(",")),
+                           severities=tuple(int(v) for v in args.severity.split(",")))
+        manifest = run(config, args.n, Path(args.out), (index, count), args.workers, progress=not args.quiet)
+    print(balance_table(manifest))
+    retries = int(manifest["attempt"].sum()) if len(manifest) else 0
+    print(f"{len(manifest)} samples in {args.out} ({retries} attempts rejected by QC and redrawn); "
+          f"manifest: {Path(args.out) / 'manifest.parquet'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glowai", description="GlowAI: facial skin analysis and beauty filters. "
                                      "Describes cosmetic features; not a medical device.")
@@ -164,6 +202,22 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", metavar="OUT")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluate.set_defaults(func=cmd_eval)
+
+    synth = sub.add_parser("synth", help="generate synthetic training data with pixel-exact masks")
+    synth.add_argument("action", nargs="?", choices=("merge", "sheet"),
+                       help="merge: join shard folders into --out; sheet: contact sheet of --out")
+    synth.add_argument("parts", nargs="*", metavar="PART_DIR", help="(merge) shard output folders")
+    synth.add_argument("--backend", default="procedural", choices=("procedural", "diffusion"))
+    synth.add_argument("--faces", metavar="DIR", help="folder of clean face photos")
+    synth.add_argument("--n", type=int, metavar="N", help="number of samples (all shards together)")
+    synth.add_argument("--out", metavar="DIR", help="output dataset folder")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--classes", default="acne,redness,texture,dryness", help="comma-separated conditions")
+    synth.add_argument("--severity", default="1,2,3", help="comma-separated severity levels 0-3")
+    synth.add_argument("--shard", default="0/1", metavar="I/N", help="this machine's part of the work")
+    synth.add_argument("--workers", type=int, help="processes (default: all cores)")
+    synth.add_argument("--quiet", action="store_true", help="no progress bars")
+    synth.set_defaults(func=cmd_synth)
 
     weights = sub.add_parser("weights", help="the model registry")
     weights_sub = weights.add_subparsers(dest="weights_command", required=True)
