@@ -8,6 +8,7 @@ run.json (the run's settings, checked on resume).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -157,7 +158,7 @@ def _generate(spec: SampleSpec) -> dict:
             generator = _WORKER["diffusion"]
             target = layout_target(layout, face.image.shape[:2])
             image, mask = generator.generate(face.image, target, None, seed=int(rng.integers(2**31)))
-            params = {k: v for k, v in vars(generator.options).items()}
+            params = dataclasses.asdict(generator.options)
         qc = quality(face.image, image, mask, face.regions.skin)
         if qc.accepted:
             break

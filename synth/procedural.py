@@ -90,12 +90,13 @@ def _acne(shape: tuple[int, int], lesions: list[Lesion], light: tuple[float, flo
         d2 = dx * dx + dy * dy
         dome = np.exp(-d2)
         halo = np.exp(-d2 / 1.9**2)
-        redness = rng.uniform(13, 22) * (0.75 + 0.25 * tone) * (0.85 + 0.1 * severity)
+        # on dark skin papules read darker and browner rather than pink
+        redness = rng.uniform(13, 22) * (0.45 + 0.55 * tone) * (0.85 + 0.1 * severity)
         shade = -(-2 * dx * dome * lx + -2 * dy * dome * ly)  # facing the light -> brighter
         sx, sy = dx - 0.4 * lx, dy - 0.4 * ly
         specular = np.exp(-(sx * sx + sy * sy) / 0.3**2)
         window = delta[y0:y1, x0:x1]
-        window[..., 0] += -halo * (2.5 + 6.0 * (1 - tone)) + shade * rng.uniform(4, 7) + specular * rng.uniform(3, 7)
+        window[..., 0] += -halo * (2.5 + 8.0 * (1 - tone)) + shade * rng.uniform(4, 7) + specular * rng.uniform(2, 5)
         window[..., 1] += halo * redness
         window[..., 2] += halo * redness * 0.25
         if lesion.pustule:
@@ -167,6 +168,9 @@ def _dryness(lab: np.ndarray, field: np.ndarray, tone: float, severity: int, uni
     grid = np.column_stack([ys, xs]).astype(np.float32)
     distances, nearest = cKDTree(seeds).query(grid, k=2)
     crack = np.clip(1.0 - 0.8 * (distances[:, 1] - distances[:, 0]), 0, 1)
+    # only part of the network shows as cracks, as on real dry skin
+    visible = cv2.resize(rng.random((12, 12)).astype(np.float32), field.shape[::-1], interpolation=cv2.INTER_CUBIC)
+    crack *= np.clip((visible[ys, xs] - 0.45) * 3.0, 0, 1)
     f = field[ys, xs]
     delta[ys, xs, 0] += f * amount * (-crack * (3.5 + 3 * tone) + lifted[nearest[:, 0]] * (2.0 + 2.5 * (1 - tone)))
     return delta
