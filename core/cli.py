@@ -110,9 +110,13 @@ def _summary(photo: Path, report: dict) -> str:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from core.evaluate import eval_detection, eval_regions
+    from core.evaluate import eval_detection, eval_makeup, eval_regions
 
-    if args.what == "regions":
+    if args.what == "makeup":
+        result = eval_makeup(Path(args.data), progress=not args.quiet)
+        line = (f"lip colour CIEDE2000: median {result['median_de2000']}, mean {result['mean_de2000']}, "
+                f"p90 {result['p90_de2000']} over {result['count']} references; missed: {len(result['missed'])}")
+    elif args.what == "regions":
         result = eval_regions(Path(args.data), progress=not args.quiet)
         line = (f"skin IoU: mean {result['mean_iou']:.4f}, median {result['median_iou']:.4f} over "
                 f"{result['count']} images; faces missed: {len(result['missed'])}")
@@ -177,6 +181,78 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _face(photo: Path, face_index: int | None, segment: bool, weights: str | None = None):
+    """Analyse one photo for a filter: (analysis) with landmarks; bad input raises GlowAIError."""
+    from core.pipeline import AnalyzeOptions, Analyzer
+    from core.segmentation import SegmenterOptions
+
+    with Analyzer(AnalyzeOptions(face_index=face_index, segment=segment,
+                                 segmenter=SegmenterOptions(weights=weights))) as analyzer:
+        return analyzer.analyze(photo)
+
+
+def cmd_makeup(args: argparse.Namespace) -> int:
+    from core.filters import apply_makeup, builtin_presets, extract_makeup, load_preset, save_preset, smooth_skin
+    from core.filters.masks import eye_unit
+
+    if args.action == "list":
+        for name, preset in builtin_presets().items():
+            looks = ", ".join(f"{region} {look.color} x{look.intensity:g}" for region, look in preset.regions.items())
+            print(f"{name}: {looks}")
+        return 0
+    if not args.photo or not args.out:
+        raise GlowAIError(f"usage: glowai makeup {args.action} PHOTO --out OUT" + (" --preset P" if args.action == "apply" else ""))
+    analysis = _face(Path(args.photo), args.face, segment=False)
+    skin = analysis.regions.skin
+    if args.action == "extract":
+        preset = extract_makeup(analysis.image, analysis.landmarks, skin, name=args.name or Path(args.photo).stem,
+                                credit=args.credit or Path(args.photo).name)
+        save_preset(preset, Path(args.out))
+        print(f"wrote {args.out}: " + ", ".join(f"{k} {v.color}" for k, v in preset.regions.items()))
+        return 0
+    if not args.preset:
+        raise GlowAIError("glowai makeup apply needs --preset (a built-in name or a preset .json)")
+    preset = load_preset(args.preset)
+    regions = tuple(r for r in args.regions.split(",") if r)
+    image = analysis.image
+    if args.smooth:
+        image = smooth_skin(image, skin, analysis.landmarks, eye_unit(analysis.landmarks), args.smooth)
+    _write_png(Path(args.out), apply_makeup(image, analysis.landmarks, preset, skin, regions, args.intensity))
+    print(f"wrote {args.out} ({preset.name}: {', '.join(r for r in regions if r in preset.regions)})")
+    return 0
+
+
+def cmd_retouch(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from core.filters import retouch, smooth_skin
+    from core.filters.masks import eye_unit
+    from core.imageio import load_image
+    from core.labels import label_by_name
+
+    analysis = _face(Path(args.photo), args.face, segment=args.mask is None, weights=args.weights)
+    image, skin, landmarks = analysis.image, analysis.regions.skin, analysis.landmarks
+    unit = eye_unit(landmarks) if landmarks is not None else 0.25 * min(image.shape[:2])
+    if args.mask:
+        mask_image = load_image(args.mask)
+        if mask_image.shape[:2] != image.shape[:2]:
+            raise GlowAIError(f"--mask is {mask_image.shape[1]}x{mask_image.shape[0]}, the photo is analysed at "
+                              f"{image.shape[1]}x{image.shape[0]}; make them the same size")
+        blemishes = mask_image.max(axis=2) > 0
+    elif analysis.segmentation is not None:
+        classes = [label_by_name(c).index for c in ("acne", "redness")]
+        blemishes = np.isin(analysis.segmentation.label_map, classes)
+    else:
+        blemishes = np.zeros(image.shape[:2], bool)
+        print("glowai: no blemish model is installed and no --mask given: only smoothing is applied", file=sys.stderr)
+    out = retouch(image, blemishes, skin, unit, args.strength)
+    if args.smooth:
+        out = smooth_skin(out, skin, landmarks, unit, args.smooth)
+    _write_png(Path(args.out), out)
+    print(f"wrote {args.out} ({int(blemishes.sum())} blemish pixels retouched, smoothing {args.smooth:g})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glowai", description="GlowAI: facial skin analysis and beauty filters. "
                                      "Describes cosmetic features; not a medical device.")
@@ -197,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.set_defaults(func=cmd_analyze)
 
     evaluate = sub.add_parser("eval", help="evaluate on a reference folder")
-    evaluate.add_argument("what", choices=("regions", "detection"))
+    evaluate.add_argument("what", choices=("regions", "detection", "makeup"))
     evaluate.add_argument("--data", required=True, metavar="DIR")
     evaluate.add_argument("--json", metavar="OUT")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -218,6 +294,29 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--workers", type=int, help="processes (default: all cores)")
     synth.add_argument("--quiet", action="store_true", help="no progress bars")
     synth.set_defaults(func=cmd_synth)
+
+    makeup = sub.add_parser("makeup", help="extract makeup from a reference photo, or apply a preset")
+    makeup.add_argument("action", choices=("extract", "apply", "list"))
+    makeup.add_argument("photo", nargs="?", metavar="PHOTO", help="reference (extract) or face (apply)")
+    makeup.add_argument("--out", metavar="OUT", help="preset .json (extract) or picture .png (apply)")
+    makeup.add_argument("--preset", metavar="P", help="built-in preset name or preset .json")
+    makeup.add_argument("--regions", default="lips,blush,eyeshadow", help="which regions to apply")
+    makeup.add_argument("--intensity", type=float, default=1.0, help="0-1, scales every region")
+    makeup.add_argument("--smooth", type=float, default=0.0, help="skin smoothing strength 0-1")
+    makeup.add_argument("--face", type=int, metavar="N", help="face N (0 = largest)")
+    makeup.add_argument("--name", help="(extract) preset name; default: the photo's name")
+    makeup.add_argument("--credit", help="(extract) credit of the reference photo")
+    makeup.set_defaults(func=cmd_makeup)
+
+    retouch = sub.add_parser("retouch", help="retouch blemishes and smooth skin")
+    retouch.add_argument("photo", metavar="PHOTO")
+    retouch.add_argument("--out", required=True, metavar="OUT.png")
+    retouch.add_argument("--strength", type=float, default=1.0, help="blemish retouch strength 0-1")
+    retouch.add_argument("--smooth", type=float, default=0.3, help="skin smoothing strength 0-1")
+    retouch.add_argument("--mask", metavar="M.png", help="retouch this mask (non-zero pixels) instead of the model's")
+    retouch.add_argument("--weights", metavar="W", help="blemish model: registry name or .safetensors path")
+    retouch.add_argument("--face", type=int, metavar="N", help="face N (0 = largest)")
+    retouch.set_defaults(func=cmd_retouch)
 
     weights = sub.add_parser("weights", help="the model registry")
     weights_sub = weights.add_subparsers(dest="weights_command", required=True)

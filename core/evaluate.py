@@ -79,3 +79,52 @@ def eval_detection(data: Path, progress: bool = True) -> dict:
             else:
                 missed.append(path.name)
     return {"total": len(paths), "found": len(paths) - len(missed), "by_backend": by_backend, "missed": missed}
+
+
+CELEBAMASK_LIPS = (11, 12)  # upper lip, lower lip
+
+
+def eval_makeup(data: Path, progress: bool = True) -> dict:
+    """Extracted lip colour against each reference's own lip pixels (from its parsing mask).
+
+    `data` holds images/makeup/NAME.jpg and parsing/makeup/NAME.png (CelebAMask-HQ ids). The error
+    is CIEDE2000 between the extracted colour and the mean Lab of the parsed lip pixels.
+    """
+    from PIL import Image
+    from skimage.color import deltaE_ciede2000
+
+    from core.colour import rgb_to_lab
+    from core.filters.makeup import extract_makeup, hex_to_lab
+    from core.pipeline import AnalyzeOptions, Analyzer
+
+    data = Path(data)
+    per_image: dict[str, float] = {}
+    missed: list[str] = []
+    with Analyzer(AnalyzeOptions(segment=False)) as analyzer:
+        for path in tqdm(_images(data / "images" / "makeup"), desc="makeup", disable=not progress):
+            parsing_path = data / "parsing" / "makeup" / f"{path.stem}.png"
+            if not parsing_path.is_file():
+                raise GlowAIError(f"{parsing_path}: parsing mask missing")
+            try:
+                analysis = analyzer.analyze(path)
+            except GlowAIError:
+                missed.append(path.name)
+                continue
+            preset = extract_makeup(analysis.image, analysis.landmarks, analysis.regions.skin)
+            parsing = np.asarray(Image.open(parsing_path).resize(analysis.image.shape[1::-1], Image.NEAREST))
+            lip = np.isin(parsing, CELEBAMASK_LIPS)
+            if "lips" not in preset.regions or not lip.any():
+                missed.append(path.name)
+                continue
+            truth = rgb_to_lab(analysis.image)[lip].mean(axis=0)
+            got = hex_to_lab(preset.regions["lips"].color)
+            per_image[path.name] = float(deltaE_ciede2000(truth[None], got[None])[0])
+    values = np.array(list(per_image.values()))
+    return {
+        "median_de2000": round(float(np.median(values)), 3) if len(values) else None,
+        "mean_de2000": round(float(values.mean()), 3) if len(values) else None,
+        "p90_de2000": round(float(np.quantile(values, 0.9)), 3) if len(values) else None,
+        "count": len(values),
+        "missed": missed,
+        "per_image": {k: round(v, 3) for k, v in per_image.items()},
+    }

@@ -32,6 +32,7 @@ class AnalyzeOptions:
     regions: RegionOptions = field(default_factory=RegionOptions)
     segmenter: SegmenterOptions = field(default_factory=SegmenterOptions)
     require_model: bool = False  # fail instead of reporting "no blemish model installed"
+    segment: bool = True  # False: skip the blemish model (filters that need only the face)
 
 
 @dataclass
@@ -146,10 +147,11 @@ class Analyzer:
         # 4. Blemish segmentation restricted to skin.
         segmentation = None
         with _timed(timings, "segment"):
-            segmenter = self.segmenter()
+            segmenter = self.segmenter() if opts.segment else None
             if segmenter is not None:
                 segmentation = segmenter.segment(image, regions.skin)
-        backends["segment"] = f"{segmenter.spec.name} ({segmenter.runtime})" if segmenter else "none installed"
+        backends["segment"] = (f"{segmenter.spec.name} ({segmenter.runtime})" if segmenter
+                               else "none installed" if opts.segment else "skipped")
         # 5. Report, quality and guidance.
         with _timed(timings, "report"):
             box = faces[face_index].box if face_index is not None else (0, 0, image.shape[1], image.shape[0])

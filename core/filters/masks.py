@@ -1,0 +1,93 @@
+"""Masks for filters, from mesh landmarks: lips, eyelids, cheeks, and the parts to protect.
+
+Hard masks are bool HxW; `feather` turns one into float32 weights in [0, 1] whose support is
+bounded (3 sigma), so a filter never reaches further than the mask plus its feather band.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from core.mesh import topology
+
+
+def polygon(shape: tuple[int, int], points: np.ndarray) -> np.ndarray:
+    mask = np.zeros(shape, np.uint8)
+    cv2.fillPoly(mask, [np.round(points[:, :2] * 4).astype(np.int32)], 1, shift=2)
+    return mask.astype(bool)
+
+
+def feather(mask: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian-feathered float32 weights; zero beyond ceil(3 sigma) pixels from the mask."""
+    weights = mask.astype(np.float32)
+    if sigma < 0.3:
+        return weights
+    size = 2 * math.ceil(3 * sigma) + 1
+    return cv2.GaussianBlur(weights, (size, size), sigma, borderType=cv2.BORDER_CONSTANT)
+
+
+def feather_reach(sigma: float) -> int:
+    """How many pixels beyond the mask `feather(mask, sigma)` can reach."""
+    return 0 if sigma < 0.3 else math.ceil(3 * sigma)
+
+
+def eye_unit(landmarks: np.ndarray) -> float:
+    """Outer eye-corner distance in pixels: the scale of every filter size."""
+    return float(np.linalg.norm(landmarks[263, :2] - landmarks[33, :2]))
+
+
+def lips(shape: tuple[int, int], landmarks: np.ndarray) -> np.ndarray:
+    """Lip pixels: the outer lip contour minus the mouth opening (so teeth are left out)."""
+    contours = topology()["contours"]
+    return polygon(shape, landmarks[contours["lips_outer"]]) & ~polygon(shape, landmarks[contours["lips_inner"]])
+
+
+def protected(shape: tuple[int, int], landmarks: np.ndarray, margin: float = 0.02) -> np.ndarray:
+    """Eyes, brows and lips (raw mesh contours) grown by `margin` eye-distance units."""
+    contours = topology()["contours"]
+    mask = np.zeros(shape, bool)
+    for name in ("left_eye", "right_eye", "lips_outer"):
+        mask |= polygon(shape, landmarks[contours[name]])
+    for name in ("left_brow", "right_brow"):
+        hull = cv2.convexHull(landmarks[contours[name], :2].astype(np.float32)).reshape(-1, 2)
+        mask |= polygon(shape, hull)
+    radius = max(1, int(round(margin * eye_unit(landmarks))))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    return cv2.dilate(mask.astype(np.uint8), kernel).astype(bool)
+
+
+def eyelids(shape: tuple[int, int], landmarks: np.ndarray, extent: float = 0.6) -> np.ndarray:
+    """Both upper lids: from the upper eye contour up `extent` of the way to the lower brow edge."""
+    contours = topology()["contours"]
+    mask = np.zeros(shape, bool)
+    for eye, brow in (("left_eye", "left_brow"), ("right_eye", "right_brow")):
+        eye_pts = landmarks[contours[eye], :2]
+        centre_y = eye_pts[:, 1].mean()
+        upper = eye_pts[eye_pts[:, 1] <= centre_y]
+        upper = upper[np.argsort(upper[:, 0])]
+        brow_pts = landmarks[contours[brow], :2]
+        # lower brow edge above each upper-lid point: the lowest brow point near that x
+        tops = []
+        for x, y in upper:
+            near = brow_pts[np.argsort(np.abs(brow_pts[:, 0] - x))[:3]]
+            top_y = near[:, 1].max()
+            tops.append((x, y + (top_y - y) * extent))
+        outline = np.vstack([upper, np.array(tops)[::-1]])
+        mask |= polygon(shape, outline)
+    return mask & ~polygon(shape, landmarks[contours["left_eye"]]) & ~polygon(shape, landmarks[contours["right_eye"]])
+
+
+def cheeks(shape: tuple[int, int], landmarks: np.ndarray) -> np.ndarray:
+    """Ellipses on the apples of both cheeks, tilted up towards the temples."""
+    unit = eye_unit(landmarks)
+    mask = np.zeros(shape, np.uint8)
+    for low, high in ((205, 50), (425, 280)):  # mesh points on the cheek apple and the cheekbone
+        centre = (landmarks[low, :2] + landmarks[high, :2]) / 2
+        direction = centre - landmarks[1, :2]  # away from the nose tip
+        angle = math.degrees(math.atan2(direction[1], direction[0]))
+        axes = (max(2, int(0.2 * unit)), max(2, int(0.12 * unit)))
+        cv2.ellipse(mask, (int(round(centre[0])), int(round(centre[1]))), axes, angle, 0, 360, 1, -1)
+    return mask.astype(bool)
