@@ -156,22 +156,39 @@ def extract_makeup(image: np.ndarray, landmarks: np.ndarray, skin: np.ndarray, n
 # -- application ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class MakeupMasks:
-    """Feathered float32 weights per region (HxW) and how far each feather reaches, in pixels."""
+    """Feathered float32 weights per region inside `box` (row, column slices of the image) and
+    how far each feather reaches beyond its hard mask, in pixels."""
 
+    box: tuple[slice, slice]
     weights: dict[str, np.ndarray]
     reach: dict[str, int]
+    region_boxes: dict[str, tuple[slice, slice]]  # where each region's weights are non-zero, inside `box`
 
 
 def makeup_masks(shape: tuple[int, int], landmarks: np.ndarray, skin: np.ndarray | None,
                  extent: float = 0.5) -> MakeupMasks:
+    """Region weights computed only around the face (the landmarks' box plus the feather reach)."""
     unit = eye_unit(landmarks)
     sigmas = {"lips": max(0.5, 0.008 * unit), "blush": max(1.0, 0.07 * unit), "eyeshadow": max(0.8, 0.025 * unit)}
-    hard = {"lips": lips(shape, landmarks), "blush": cheeks(shape, landmarks),
-            "eyeshadow": eyelids(shape, landmarks, extent)}
+    reach = {name: feather_reach(sigma) for name, sigma in sigmas.items()}
+    pad = max(reach.values()) + 2
+    x0, y0 = np.floor(landmarks[:, :2].min(axis=0)).astype(int) - pad
+    x1, y1 = np.ceil(landmarks[:, :2].max(axis=0)).astype(int) + pad + 1
+    box = (slice(max(0, y0), min(shape[0], y1)), slice(max(0, x0), min(shape[1], x1)))
+    local = landmarks.copy()
+    local[:, 0] -= box[1].start
+    local[:, 1] -= box[0].start
+    size = (box[0].stop - box[0].start, box[1].stop - box[1].start)
+    hard = {"lips": lips(size, local), "blush": cheeks(size, local), "eyeshadow": eyelids(size, local, extent)}
     weights = {name: feather(hard[name], sigmas[name]) for name in REGIONS}
     if skin is not None:  # blush only on skin
-        weights["blush"] *= skin
-    return MakeupMasks(weights, {name: feather_reach(s) for name, s in sigmas.items()})
+        weights["blush"] *= skin[box]
+    region_boxes = {}
+    for name, weight in weights.items():
+        rows, cols = np.nonzero(weight.any(axis=1))[0], np.nonzero(weight.any(axis=0))[0]
+        region_boxes[name] = ((slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)) if len(rows)
+                              else (slice(0, 0), slice(0, 0)))
+    return MakeupMasks(box, weights, reach, region_boxes)
 
 
 def apply_makeup(image: np.ndarray, landmarks: np.ndarray, preset: Preset, skin: np.ndarray | None = None,
@@ -194,28 +211,29 @@ def apply_makeup(image: np.ndarray, landmarks: np.ndarray, preset: Preset, skin:
         return image.copy()
     extent = preset.regions["eyeshadow"].extent if "eyeshadow" in preset.regions else 0.5
     masks = masks or makeup_masks(image.shape[:2], landmarks, skin, extent)
+    box = masks.box
     total = sum(masks.weights[r] for r in chosen)
-    ys, xs = np.nonzero(total > 0)
-    if not len(ys):
+    if not (total > 0).any():
         return image.copy()
-    box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
     lab = rgb_to_lab(image[box]).astype(np.float32)
     for region in chosen:
         look = preset.regions[region]
-        weight = masks.weights[region][box] * (look.intensity * intensity)
-        inside = weight > 0.5 * weight.max() if weight.max() > 0 else weight > 0
-        if not inside.any():
+        sub = masks.region_boxes[region]
+        weight = masks.weights[region][sub] * (look.intensity * intensity)
+        if weight.size == 0 or weight.max() <= 0:
             continue
-        mean = lab[inside].mean(axis=0)
+        inside = weight > 0.5 * weight.max()
+        area = lab[sub]
+        mean = area[inside].mean(axis=0)
         target = look.lab.astype(np.float32)
         # keep the face's lightness structure: lips follow the target L partly, blush and shadow less
         follow_l = {"lips": 0.7, "blush": 0.25, "eyeshadow": 0.6}[region]
         shift = (target - mean) * np.array([follow_l, 1.0, 1.0], np.float32)
-        lab += weight[..., None] * shift
+        area += weight[..., None] * shift
     rgb = cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
     rgb = np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
     out = image.copy()
-    touched = total[box] > 0
+    touched = total > 0
     out[box][touched] = rgb[touched]
     return out
 

@@ -80,7 +80,13 @@ def smooth_skin(image: np.ndarray, skin: np.ndarray, landmarks: np.ndarray | Non
         return image.copy()
     patch = image[box]
     radius = max(2, int(round(0.035 * unit)))
-    smoothed = cv2.ximgproc.guidedFilter(patch, patch, radius, 60.0 + 340.0 * strength)
+    eps = 60.0 + 340.0 * strength
+    if radius >= 4:  # larger faces: filter at half size (same smoothing, a quarter of the work)
+        small = cv2.resize(patch, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+        smoothed = cv2.resize(cv2.ximgproc.guidedFilter(small, small, radius // 2, eps), patch.shape[1::-1],
+                              interpolation=cv2.INTER_LINEAR)
+    else:
+        smoothed = cv2.ximgproc.guidedFilter(patch, patch, radius, eps)
     weights = feather(area[box], max(0.5, 0.01 * unit)) * area[box] * (0.85 * strength)
     result = patch.astype(np.float32) + (smoothed.astype(np.float32) - patch) * weights[..., None]
     out = image.copy()
