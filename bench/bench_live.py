@@ -36,7 +36,6 @@ def main() -> None:
     from core.detection import FaceDetector
     from core.filters import LiveFilter, LiveOptions, apply_makeup, builtin_presets
     from core.filters.masks import eye_unit
-    from core.filters.retouch import smooth_skin
     from core.mesh import FaceMesher
     from core.regions import face_regions
 

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import cv2
-import numpy as np
 from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parents[1]
