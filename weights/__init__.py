@@ -54,7 +54,10 @@ class WeightSpec:
 
     @property
     def source(self) -> str:
-        return f"weights/{self.file}" if self.file else f"hub:{self.repo}/{self.filename}@{self.revision}"
+        if self.file:
+            return f"weights/{self.file}"
+        path = f"{self.repo}/{self.filename}" if self.filename else f"{self.repo} (whole repo)"
+        return f"hub:{path}@{self.revision or 'unpinned'}"
 
 
 def _spec_from_dict(data: dict) -> WeightSpec:
@@ -105,6 +108,14 @@ def find_local(spec: WeightSpec) -> Path | None:
     if spec.file:
         path = Path(spec.file) if Path(spec.file).is_absolute() else WEIGHTS_DIR / spec.file
         return path if path.is_file() else None
+    if spec.repo and not spec.filename:  # a whole diffusers repository: look in the local HF cache only
+        try:
+            from huggingface_hub import snapshot_download
+
+            folder = Path(snapshot_download(spec.repo, revision=spec.revision, local_files_only=True))
+            return folder if (folder / "model_index.json").is_file() else None
+        except Exception:  # noqa: BLE001 - any miss in the local HF cache means "not here"
+            return None
     cached = cache_dir() / spec.name / (spec.filename or "model.safetensors")
     if cached.is_file():
         return cached
