@@ -191,13 +191,18 @@ def _is_done(out: Path, sample_id: str) -> bool:
 
 
 def run(config: RunConfig, n: int, out: Path, shard: tuple[int, int] = (0, 1), workers: int | None = None,
-        progress: bool = True) -> pd.DataFrame:
+        progress: bool = True, diffusion=None) -> pd.DataFrame:
     """Generate the samples of `shard` (I, N: every sample whose index % N == I) into `out`.
 
     Resumable: finished samples are skipped, half-written files are replaced. Returns the manifest
-    of everything in `out` (all shards written there so far).
+    of everything in `out` (all shards written there so far). `diffusion`: a ready
+    `synth.diffusion.DiffusionGenerator` for the diffusion backend (default: from the registry).
     """
     _check_config(config)
+    if config.backend == "diffusion" and diffusion is None:
+        from synth.diffusion import DiffusionGenerator
+
+        diffusion = DiffusionGenerator()  # fails fast, before any work, when the weights cannot be had
     out = Path(out)
     for folder in ("images", "clean", "masks", "records"):
         (out / folder).mkdir(parents=True, exist_ok=True)
@@ -207,11 +212,8 @@ def run(config: RunConfig, n: int, out: Path, shard: tuple[int, int] = (0, 1), w
     faces = prepare_faces(Path(config.faces), config.size, progress)
     plan = make_plan(config, n, faces)
     todo = [s for s in plan.specs if s.index % shard[1] == shard[0] and not _is_done(out, s.id)]
-    _WORKER.update(plan=plan, config=config, out=out)
+    _WORKER.update(plan=plan, config=config, out=out, diffusion=diffusion)
     if config.backend == "diffusion":
-        from synth.diffusion import DiffusionGenerator
-
-        _WORKER["diffusion"] = DiffusionGenerator()
         workers = 1  # one pipeline on one device
     workers = workers or min(len(todo), os.cpu_count() or 1) or 1
     bar = tqdm(total=len(todo), desc=f"synth {config.backend}", unit="sample", disable=not progress)
