@@ -112,7 +112,36 @@ def _summary(photo: Path, report: dict) -> str:
 def cmd_eval(args: argparse.Namespace) -> int:
     from core.evaluate import eval_detection, eval_makeup, eval_regions
 
-    if args.what == "makeup":
+    if args.what == "compare":
+        from core.evaluate_model import compare
+
+        if len(args.runs) != 2:
+            raise GlowAIError("usage: glowai eval compare RUN_A RUN_B [--json OUT]")
+        png = Path(args.json).with_suffix(".png") if args.json else None
+        table = compare(Path(args.runs[0]), Path(args.runs[1]), png)
+        print(table.to_string(index=False))
+        if args.json:
+            _write_atomic(Path(args.json), table.to_json(orient="records", indent=2).encode())
+        return 0
+    if args.runs:
+        raise GlowAIError(f"unexpected arguments {' '.join(args.runs)}")
+    if not args.data:
+        raise GlowAIError(f"glowai eval {args.what} needs --data DIR")
+    if args.what == "segmentation":
+        from core.evaluate_model import eval_segmentation
+
+        result = eval_segmentation(Path(args.data), args.weights, progress=not args.quiet)
+        line = (f"{result['model']}: mIoU {result['miou']:.4f} over {result['count']} {result['split']} samples; "
+                + ", ".join(f"{k} {v:.3f}" for k, v in result["per_class"].items())
+                + f"; per-tone spread {result['per_tone_spread']}")
+    elif args.what == "acne":
+        from core.evaluate_model import eval_acne
+
+        result = eval_acne(Path(args.data), args.weights, progress=not args.quiet)
+        line = (f"{result['model']}: lesion recall {result['recall']}, precision {result['precision']}, "
+                f"FP/image {result['fp_per_image']}, count MAE {result['count_mae']}, Spearman(count, grade) "
+                f"{result['spearman']} over {result['photos']} photos ({result['whole_frame']} in whole-frame mode)")
+    elif args.what == "makeup":
         result = eval_makeup(Path(args.data), progress=not args.quiet)
         line = (f"lip colour CIEDE2000: median {result['median_de2000']}, mean {result['mean_de2000']}, "
                 f"p90 {result['p90_de2000']} over {result['count']} references; missed: {len(result['missed'])}")
@@ -253,6 +282,30 @@ def cmd_retouch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from core.train import TrainConfig, train
+
+    config = TrainConfig(data=args.data, out=args.out, encoder=args.encoder, epochs=args.epochs, batch=args.batch,
+                         lr=args.lr, loss=args.loss, size=args.size, patch=args.patch, seed=args.seed,
+                         device=args.device, name=args.name,
+                         decoder_channels=tuple(int(v) for v in args.decoder_channels.split(",")),
+                         val_limit=args.val_limit, pretrained=args.pretrained)
+    best = train(config, resume=args.resume, progress=not args.quiet)
+    print(f"best val mIoU {best['miou']:.4f} at epoch {best.get('epoch')}; checkpoint {Path(args.out) / 'best.safetensors'}")
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from core.modelcard import push
+
+    folder, uploaded = push(Path(args.run), args.repo, Path(args.out) if args.out else None)
+    if uploaded:
+        print(f"uploaded {folder} to https://huggingface.co/{args.repo}")
+    else:
+        print(f"wrote {folder}; upload skipped: the network is off (HF_HUB_OFFLINE=1)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glowai", description="GlowAI: facial skin analysis and beauty filters. "
                                      "Describes cosmetic features; not a medical device.")
@@ -273,8 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.set_defaults(func=cmd_analyze)
 
     evaluate = sub.add_parser("eval", help="evaluate on a reference folder")
-    evaluate.add_argument("what", choices=("regions", "detection", "makeup"))
-    evaluate.add_argument("--data", required=True, metavar="DIR")
+    evaluate.add_argument("what", choices=("regions", "detection", "makeup", "segmentation", "acne", "compare"))
+    evaluate.add_argument("runs", nargs="*", metavar="RUN", help="(compare) two run folders or eval .json files")
+    evaluate.add_argument("--data", metavar="DIR")
+    evaluate.add_argument("--weights", metavar="W", help="registry name, .safetensors path, or baseline:redspot (acne)")
     evaluate.add_argument("--json", metavar="OUT")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluate.set_defaults(func=cmd_eval)
@@ -318,10 +373,35 @@ def build_parser() -> argparse.ArgumentParser:
     retouch.add_argument("--face", type=int, metavar="N", help="face N (0 = largest)")
     retouch.set_defaults(func=cmd_retouch)
 
+    train = sub.add_parser("train", help="train the blemish segmentation model on a synth dataset")
+    train.add_argument("--data", required=True, metavar="DIR", help="dataset folder from `glowai synth`")
+    train.add_argument("--out", required=True, metavar="RUN", help="run folder (checkpoints, metrics)")
+    train.add_argument("--encoder", default="resnet34")
+    train.add_argument("--decoder-channels", default="256,128,64,32,16")
+    train.add_argument("--epochs", type=int, default=30)
+    train.add_argument("--batch", type=int, default=8)
+    train.add_argument("--lr", type=float, default=1e-4)
+    train.add_argument("--loss", default="ce", choices=("ce", "ce+dice"))
+    train.add_argument("--size", type=int, default=512, help="face-crop input size at inference")
+    train.add_argument("--patch", type=int, default=256, help="training patch side (full resolution)")
+    train.add_argument("--val-limit", type=int, default=120, help="validation images per epoch")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default="cpu")
+    train.add_argument("--name", default="glowai-unet", help="model name written into the checkpoint")
+    train.add_argument("--pretrained", action="store_true", help="ImageNet encoder weights (needs the network)")
+    train.add_argument("--resume", action="store_true")
+    train.add_argument("--quiet", action="store_true")
+    train.set_defaults(func=cmd_train)
+
     weights = sub.add_parser("weights", help="the model registry")
     weights_sub = weights.add_subparsers(dest="weights_command", required=True)
     weights_sub.add_parser("list", help="show registered models and whether they are installed").set_defaults(
         func=cmd_weights)
+    push = weights_sub.add_parser("push", help="write a Hub-ready folder for a run and upload it when online")
+    push.add_argument("run", metavar="RUN")
+    push.add_argument("--repo", required=True, metavar="ID", help="Hub repo id, e.g. glowai/glowai-unet-r34")
+    push.add_argument("--out", metavar="DIR", help="folder to write (default: RUN/hub)")
+    push.set_defaults(func=cmd_push)
     return parser
 
 

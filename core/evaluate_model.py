@@ -1,0 +1,206 @@
+"""Evaluation of the blemish model: synthetic segmentation metrics, real acne photos, run comparison."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from core.errors import GlowAIError, NoFaceError
+from core.labels import LABELS, NUM_CLASSES
+from core.train import confusion, iou_from_confusion
+
+BASELINE = "baseline:redspot"
+
+
+def _segmenter(weights: str | None):
+    from core.segmentation import Segmenter, SegmenterOptions
+
+    return Segmenter(SegmenterOptions(weights=weights))
+
+
+def eval_segmentation(data: Path, weights: str | None = None, split: str = "val", progress: bool = True) -> dict:
+    """mIoU over the four conditions on a synth dataset's `split` (held-out identities by default).
+
+    The model sees each whole sample image (a face crop) exactly as `Segmenter` runs in analyze.
+    """
+    data = Path(data)
+    manifest_path = data / "manifest.parquet"
+    if not manifest_path.is_file():
+        raise GlowAIError(f"{data}: no manifest.parquet; pass a folder made by `glowai synth`")
+    rows = pd.read_parquet(manifest_path)
+    rows = rows[rows["split"] == split].sort_values("id")
+    if rows.empty:
+        raise GlowAIError(f"{data}: no {split} samples")
+    segmenter = _segmenter(weights)
+    total = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
+    per_tone: dict[str, np.ndarray] = {}
+    per_sample = {}
+    for row in tqdm(list(rows.itertuples()), desc="segmentation", disable=not progress):
+        image = cv2.cvtColor(cv2.imread(str(data / row.image)), cv2.COLOR_BGR2RGB)
+        truth = cv2.imread(str(data / row.mask), cv2.IMREAD_UNCHANGED)
+        predicted = segmenter.segment(image, np.ones(truth.shape, bool)).label_map
+        matrix = confusion(predicted, truth)
+        total += matrix
+        per_tone[row.tone] = per_tone.get(row.tone, 0) + matrix
+        values = [v for v in iou_from_confusion(matrix).values() if not np.isnan(v)]
+        per_sample[row.id] = round(float(np.mean(values)), 4) if values else None
+    per_class = iou_from_confusion(total)
+    tones = {tone: round(float(np.nanmean(list(iou_from_confusion(m).values()))), 4) for tone, m in per_tone.items()}
+    return {
+        "model": segmenter.spec.name,
+        "split": split,
+        "count": len(rows),
+        "miou": round(float(np.nanmean(list(per_class.values()))), 4),
+        "per_class": {k: round(v, 4) for k, v in per_class.items()},
+        "per_tone": tones,
+        "per_tone_spread": round(max(tones.values()) - min(tones.values()), 4) if tones else None,
+        "confusion": {"labels": [label.name for label in LABELS], "rows_truth_columns_prediction": total.tolist()},
+        "per_sample": per_sample,
+    }
+
+
+def red_spots(image: np.ndarray, skin: np.ndarray) -> np.ndarray:
+    """The classical baseline: a* minus its local median, thresholded, inside skin -> bool spots."""
+    from core.colour import rgb_to_lab
+
+    a = rgb_to_lab(image)[..., 1]
+    size = max(3, int(0.05 * max(image.shape[:2])) | 1)
+    local = cv2.medianBlur(np.clip(a + 128, 0, 255).astype(np.uint8), size).astype(np.float32) - 128
+    return ((a - local) > 7.0) & skin
+
+
+def _lesions(path: Path, data: Path) -> dict[str, list[tuple[float, float, float]]]:
+    """File name -> expert lesion circles (x, y, radius) in the 640x640 photo's pixels."""
+    lesion_file = data / "acne04v2_lesions.json"
+    if not lesion_file.is_file():
+        raise GlowAIError(f"{lesion_file}: lesion annotations missing")
+    raw = json.loads(lesion_file.read_text())
+    images = {img["id"]: img for img in raw["images"]}
+    circles: dict[str, list] = {img["file_name"]: [] for img in raw["images"]}
+    for ann in raw["annotations"]:
+        img = images[ann["image_id"]]
+        sx, sy = 640 / img["width"], 640 / img["height"]
+        x, y = ann["coordinates"]
+        circles[img["file_name"]].append((x * sx, y * sy, ann["radius"] * (sx + sy) / 2))
+    return circles
+
+
+def _match(predicted: list[tuple[float, float]], circles: list[tuple[float, float, float]]) -> int:
+    """One-to-one matches: a prediction inside a circle, closest pairs first."""
+    pairs = sorted((np.hypot(px - cx, py - cy), i, j) for i, (px, py) in enumerate(predicted)
+                   for j, (cx, cy, r) in enumerate(circles) if np.hypot(px - cx, py - cy) <= r)
+    used_p, used_c = set(), set()
+    for _, i, j in pairs:
+        if i not in used_p and j not in used_c:
+            used_p.add(i)
+            used_c.add(j)
+    return len(used_p)
+
+
+def eval_acne(data: Path, weights: str | None = None, min_area: int = 4, progress: bool = True) -> dict:
+    """Lesion recall/precision, false positives per photo, count error and Spearman(count, grade)
+    on ACNE04 photos. Faces are analysed as faces when found, else in whole-frame mode."""
+    from scipy.stats import spearmanr
+
+    from core.pipeline import AnalyzeOptions, Analyzer
+    from core.segmentation import SegmenterOptions
+
+    data = Path(data)
+    circles = _lesions(data / "images", data)
+    paths = sorted((data / "images").glob("*.jpg"))
+    if not paths:
+        raise GlowAIError(f"{data}/images: no photos")
+    baseline = weights == BASELINE
+    seg_options = SegmenterOptions(weights=None if baseline else weights)
+    face_analyzer = Analyzer(AnalyzeOptions(segmenter=seg_options, segment=not baseline, require_model=not baseline))
+    frame_analyzer = Analyzer(AnalyzeOptions(segmenter=seg_options, segment=not baseline, whole_frame=True,
+                                             require_model=not baseline, detector=face_analyzer.options.detector))
+    whole_frame, per_image, counts, grades = 0, {}, [], []
+    matched = total_pred = total_truth = 0
+    for path in tqdm(paths, desc="acne", disable=not progress):
+        try:
+            analysis = face_analyzer.analyze(path)
+        except NoFaceError:
+            analysis = frame_analyzer.analyze(path)
+            whole_frame += 1
+        if baseline:
+            spots = red_spots(analysis.image, analysis.regions.skin)
+        else:
+            spots = analysis.segmentation.label_map == 1
+        count, _, stats, centroids = cv2.connectedComponentsWithStats(spots.astype(np.uint8), connectivity=8)
+        keep = [k for k in range(1, count) if stats[k, cv2.CC_STAT_AREA] >= min_area]
+        scale = 640 / max(analysis.image.shape[:2]) if max(analysis.image.shape[:2]) != 640 else 1.0
+        predicted = [(float(centroids[k][0] * scale), float(centroids[k][1] * scale)) for k in keep]
+        grade = int(re.match(r"levle(\d)", path.name).group(1)) if re.match(r"levle(\d)", path.name) else None
+        counts.append(len(predicted))
+        grades.append(grade)
+        entry = {"predicted": len(predicted), "grade": grade, "mode": "face" if analysis.face_index is not None
+                 else "whole_frame"}
+        if path.name in circles:
+            truth = circles[path.name]
+            hits = _match(predicted, truth)
+            matched += hits
+            total_pred += len(predicted)
+            total_truth += len(truth)
+            entry.update(truth=len(truth), matched=hits, false_positives=len(predicted) - hits)
+        per_image[path.name] = entry
+    annotated = [e for e in per_image.values() if "truth" in e]
+    valid = [(c, g) for c, g in zip(counts, grades) if g is not None]
+    rho = spearmanr([c for c, _ in valid], [g for _, g in valid]).statistic if len(valid) > 2 else float("nan")
+    return {
+        "model": BASELINE if baseline else face_analyzer.segmenter().spec.name,
+        "photos": len(paths),
+        "annotated": len(annotated),
+        "recall": round(matched / total_truth, 4) if total_truth else None,
+        "precision": round(matched / total_pred, 4) if total_pred else None,
+        "fp_per_image": round(sum(e["false_positives"] for e in annotated) / max(1, len(annotated)), 3),
+        "count_mae": round(float(np.mean([abs(e["predicted"] - e["truth"]) for e in annotated])), 3) if annotated else None,
+        "spearman": round(float(rho), 4),
+        "whole_frame": whole_frame,
+        "per_image": per_image,
+    }
+
+
+def compare(run_a: Path, run_b: Path, out_png: Path | None = None) -> pd.DataFrame:
+    """Side-by-side table of two runs (folders with metrics.csv) or two eval JSON files."""
+    def load(path: Path) -> dict:
+        path = Path(path)
+        if path.is_dir() and (path / "metrics.csv").is_file():
+            table = pd.read_csv(path / "metrics.csv")
+            best = table.loc[table["val_miou"].idxmax()]
+            return {"miou": best["val_miou"], "epoch": int(best["epoch"]),
+                    **{c.replace("iou_", ""): best[c] for c in table.columns if c.startswith("iou_")}}
+        if path.is_file() and path.suffix == ".json":
+            result = json.loads(path.read_text())
+            flat = {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            flat.update(result.get("per_class", {}))
+            return flat
+        raise GlowAIError(f"{path}: pass a run folder (with metrics.csv) or an eval .json")
+
+    a, b = load(run_a), load(run_b)
+    keys = [k for k in a if k in b] or sorted(set(a) | set(b))
+    name_a, name_b = f"A: {Path(run_a).name}", f"B: {Path(run_b).name}"
+    table = pd.DataFrame({"metric": keys, name_a: [a.get(k) for k in keys], name_b: [b.get(k) for k in keys]})
+    if out_png is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        numeric = table.dropna()
+        fig, ax = plt.subplots(figsize=(max(5, len(numeric) * 0.9), 3.5))
+        x = np.arange(len(numeric))
+        ax.bar(x - 0.2, numeric.iloc[:, 1].astype(float), 0.4, label=numeric.columns[1])
+        ax.bar(x + 0.2, numeric.iloc[:, 2].astype(float), 0.4, label=numeric.columns[2])
+        ax.set_xticks(x, numeric["metric"], rotation=30, ha="right")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out_png, dpi=90)
+        plt.close(fig)
+    return table

@@ -1,0 +1,123 @@
+"""Training, model evaluation and Hub folders, with a tiny real U-Net on a tiny synthetic set."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.cli import main
+from core.errors import GlowAIError
+from core.evaluate_model import _match, compare, eval_acne, eval_segmentation, red_spots
+from core.train import TrainConfig, augment, confusion, iou_from_confusion, train
+from synth.dataset import RunConfig, run
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples"
+TINY = dict(encoder="tu-mobilenetv3_small_050", decoder_channels=(16, 16, 8, 8, 8), batch=4, patch=64,
+            size=128, val_limit=4, lr=1e-3, loss="ce+dice")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth") / "ds"
+    run(RunConfig(backend="procedural", faces=str(EXAMPLES), seed=1, size=128), 16, out, workers=1, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(dataset, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    train(TrainConfig(data=str(dataset), out=str(out), epochs=1, **TINY), progress=False)
+    return out
+
+
+def test_augment_keeps_image_and_mask_aligned():
+    rng = np.random.default_rng(0)
+    image = np.zeros((128, 128, 3), np.uint8)
+    mask = np.zeros((128, 128), np.uint8)
+    cv2.circle(image, (64, 64), 10, (255, 0, 0), -1)
+    cv2.circle(mask, (64, 64), 10, 1, -1)
+    for _ in range(10):
+        patch, patch_mask = augment(image, mask, 64, rng)
+        assert patch.shape == (64, 64, 3) and patch_mask.shape == (64, 64)
+        assert set(np.unique(patch_mask)) <= {0, 1}
+        if patch_mask.any():
+            assert patch[patch_mask == 1, 0].mean() > patch[patch_mask == 0, 0].mean() + 100
+
+
+def test_confusion_and_iou():
+    truth = np.array([[0, 1], [2, 2]], np.uint8)
+    pred = np.array([[0, 1], [2, 0]], np.uint8)
+    iou = iou_from_confusion(confusion(pred, truth))
+    assert iou["acne"] == 1.0 and iou["redness"] == 0.5 and np.isnan(iou["texture"])
+
+
+def test_train_writes_a_run_and_resumes(trained, dataset):
+    for name in ("config.json", "metrics.csv", "metrics.png", "best.safetensors", "last.safetensors", "state.pt"):
+        assert (trained / name).is_file(), name
+    assert len(pd.read_csv(trained / "metrics.csv")) == 1
+    config = TrainConfig(data=str(dataset), out=str(trained), epochs=2, **TINY)
+    train(config, resume=True, progress=False)
+    metrics = pd.read_csv(trained / "metrics.csv")
+    assert metrics["epoch"].tolist() == [1, 2]
+    with pytest.raises(GlowAIError, match="already holds a run"):
+        train(config, resume=False, progress=False)
+    with pytest.raises(GlowAIError, match="other settings"):
+        train(TrainConfig(data=str(dataset), out=str(trained), epochs=3, **{**TINY, "lr": 0.5}), resume=True,
+              progress=False)
+
+
+def test_eval_segmentation_reports_every_key(trained, dataset):
+    result = eval_segmentation(dataset, str(trained / "best.safetensors"), progress=False)
+    assert {"miou", "per_class", "per_tone", "confusion", "per_sample"} <= set(result)
+    assert 0.0 <= result["miou"] <= 1.0 and set(result["per_class"]) == {"acne", "redness", "texture", "dryness"}
+    assert sum(map(sum, result["confusion"]["rows_truth_columns_prediction"])) == result["count"] * 128 * 128
+
+
+def test_compare_two_runs_and_push_offline(trained, tmp_path, monkeypatch, capsys):
+    table = compare(trained, trained, tmp_path / "cmp.png")
+    assert "miou" in table["metric"].tolist() and (tmp_path / "cmp.png").is_file()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["weights", "push", str(trained), "--repo", "glowai/test", "--out", str(tmp_path / "hub")]) == 0
+    assert "upload skipped" in capsys.readouterr().out
+    card = (tmp_path / "hub" / "README.md").read_text()
+    assert "not a medical device" in card and "glowai train --data" in card
+    from weights import spec_from_file
+
+    assert spec_from_file(tmp_path / "hub" / "model.safetensors").encoder == TINY["encoder"]
+
+
+def test_lesion_matching_is_one_to_one():
+    circles = [(10.0, 10.0, 5.0), (30.0, 30.0, 5.0)]
+    assert _match([(11.0, 10.0), (10.0, 11.0)], circles) == 1  # two predictions, one lesion
+    assert _match([(11.0, 10.0), (31.0, 29.0), (90.0, 90.0)], circles) == 2
+
+
+def test_eval_acne_on_a_tiny_acne04_like_folder(tmp_path, trained):
+    """Two 640x640 photos with drawn red spots and their circles; the red-spot baseline finds them."""
+    from core.imageio import load_image
+
+    folder = tmp_path / "acne"
+    (folder / "images").mkdir(parents=True)
+    face = cv2.resize(load_image(EXAMPLES / "portrait-001.jpg"), (640, 640))
+    spots = [(300, 420), (350, 430), (250, 300)]
+    annotated = face.copy()
+    for x, y in spots:
+        cv2.circle(annotated, (x, y), 5, (200, 40, 50), -1)
+    cv2.imwrite(str(folder / "images" / "levle2_1.jpg"), cv2.cvtColor(annotated, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(folder / "images" / "levle0_2.jpg"), cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
+    lesions = {"images": [{"id": 0, "file_name": "levle2_1.jpg", "width": 1280, "height": 1280}],
+               "annotations": [{"id": i, "image_id": 0, "radius": 16, "coordinates": [2 * x, 2 * y]}
+                               for i, (x, y) in enumerate(spots)]}
+    (folder / "acne04v2_lesions.json").write_text(json.dumps(lesions))
+    baseline = eval_acne(folder, "baseline:redspot", progress=False)
+    assert {"recall", "precision", "fp_per_image", "count_mae", "spearman", "whole_frame", "per_image"} <= set(baseline)
+    assert baseline["recall"] == 1.0 and baseline["annotated"] == 1 and baseline["photos"] == 2
+    model = eval_acne(folder, str(trained / "best.safetensors"), progress=False)
+    assert model["model"] != "baseline:redspot" and 0.0 <= (model["recall"] or 0.0) <= 1.0
+    skin = np.ones(face.shape[:2], bool)
+    assert red_spots(annotated, skin).sum() > red_spots(face, skin).sum()
