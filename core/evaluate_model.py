@@ -151,7 +151,7 @@ def eval_acne(data: Path, weights: str | None = None, min_area: int = 4, progres
             entry.update(truth=len(truth), matched=hits, false_positives=len(predicted) - hits)
         per_image[path.name] = entry
     annotated = [e for e in per_image.values() if "truth" in e]
-    valid = [(c, g) for c, g in zip(counts, grades) if g is not None]
+    valid = [(c, g) for c, g in zip(counts, grades, strict=True) if g is not None]
     rho = spearmanr([c for c, _ in valid], [g for _, g in valid]).statistic if len(valid) > 2 else float("nan")
     return {
         "model": BASELINE if baseline else face_analyzer.segmenter().spec.name,

@@ -233,7 +233,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
         model.eval()
         matrix = sum(confusion(predict_full(model, image, device, autocast_dtype), mask)
-                     for image, mask in zip(val_images, val_masks))
+                     for image, mask in zip(val_images, val_masks, strict=True))
         per_class = iou_from_confusion(matrix)
         miou = float(np.nanmean(list(per_class.values())))
         row = {"epoch": epoch + 1, "loss": round(float(np.mean(losses)), 5), "val_miou": round(miou, 5),
