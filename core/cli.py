@@ -289,7 +289,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                          lr=args.lr, loss=args.loss, size=args.size, patch=args.patch, seed=args.seed,
                          device=args.device, name=args.name,
                          decoder_channels=tuple(int(v) for v in args.decoder_channels.split(",")),
-                         val_limit=args.val_limit, pretrained=args.pretrained)
+                         val_limit=args.val_limit, pretrained=args.pretrained, class_weight=args.class_weight)
     best = train(config, resume=args.resume, progress=not args.quiet)
     print(f"best val mIoU {best['miou']:.4f} at epoch {best.get('epoch')}; checkpoint {Path(args.out) / 'best.safetensors'}")
     return 0
@@ -382,6 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch", type=int, default=8)
     train.add_argument("--lr", type=float, default=1e-4)
     train.add_argument("--loss", default="ce", choices=("ce", "ce+dice"))
+    train.add_argument("--class-weight", type=float, default=1.0,
+                       help="cross-entropy weight of each condition against background (rare classes learn faster)")
     train.add_argument("--size", type=int, default=512, help="face-crop input size at inference")
     train.add_argument("--patch", type=int, default=256, help="training patch side (full resolution)")
     train.add_argument("--val-limit", type=int, default=120, help="validation images per epoch")

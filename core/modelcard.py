@@ -90,7 +90,8 @@ def write_card(run: Path, target: Path) -> None:
         best_epoch = int(table.loc[table["val_miou"].idxmax(), "epoch"])
     command = (f"glowai train --data {config['data']} --out {config['out']} --encoder {config['encoder']} "
                f"--decoder-channels {','.join(map(str, config['decoder_channels']))} --epochs {config['epochs']} "
-               f"--batch {config['batch']} --lr {config['lr']} --loss {config['loss']} --patch {config['patch']} "
+               f"--batch {config['batch']} --lr {config['lr']} --loss {config['loss']} "
+               f"--class-weight {config.get('class_weight', 1.0)} --patch {config['patch']} "
                f"--name {config['name']}")
     target.write_text(CARD.format(
         license=spec.license.lower(), name=spec.name, encoder=spec.encoder, classes=", ".join(spec.classes[1:]),

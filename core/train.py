@@ -42,6 +42,7 @@ class TrainConfig:
     batch: int = 8
     lr: float = 1e-4
     loss: str = "ce"  # "ce" or "ce+dice"
+    class_weight: float = 1.0  # cross-entropy weight of each condition relative to background
     size: int = 512  # input size the shipped model sees at inference (the long side of the face crop)
     patch: int = 256  # training patch side, at full resolution
     patches_per_image: int = 1  # per epoch
@@ -192,6 +193,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
         optimiser, lambda step: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
     autocast_dtype = _autocast_dtype(device)
+    class_weights = torch.tensor([1.0] + [config.class_weight] * (NUM_CLASSES - 1), device=device)
     start_epoch, best = 0, {"miou": -1.0}
     if resume and state_path.is_file():
         from weights import load_state_dict
@@ -221,7 +223,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
             y = torch.from_numpy(np.stack([b[1] for b in batch]).astype(np.int64)).to(device)
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                 logits = model(x)
-            loss = torch.nn.functional.cross_entropy(logits.float(), y)
+            loss = torch.nn.functional.cross_entropy(logits.float(), y, weight=class_weights)
             if config.loss == "ce+dice":
                 loss = loss + dice_loss(logits, y)
             optimiser.zero_grad(set_to_none=True)
