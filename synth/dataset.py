@@ -22,6 +22,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from core.errors import GlowAIError
+from core.files import write_atomic
 from core.labels import CONDITIONS
 from synth.faces import TONE_BUCKETS, FacePreparer, SourceFace, face_paths, read_credits
 from synth.masks import SEVERITIES, layout_target, sample_layout
@@ -121,15 +122,6 @@ def make_plan(config: RunConfig, n: int, faces: dict[str, SourceFace]) -> Plan:
 
 
 # -- writing -----------------------------------------------------------------------------------
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def _png(rgb_or_index: np.ndarray) -> bytes:
     array = rgb_or_index if rgb_or_index.ndim == 2 else cv2.cvtColor(rgb_or_index, cv2.COLOR_RGB2BGR)
     ok, buffer = cv2.imencode(".png", array, [cv2.IMWRITE_PNG_COMPRESSION, 3])
@@ -166,7 +158,7 @@ def _generate(spec: SampleSpec) -> dict:
         raise GlowAIError(f"sample {spec.id}: no attempt passed QC ({qc.reason})")
     names = {"images": image, "clean": face.image, "masks": mask}
     for folder, array in names.items():
-        _write_atomic(out / folder / f"{spec.id}.png", _png(array))
+        write_atomic(out / folder / f"{spec.id}.png", _png(array))
     pixels = class_pixels(mask)
     record = {
         "id": spec.id, "identity": spec.identity, "split": plan.split[spec.identity],
@@ -180,7 +172,7 @@ def _generate(spec: SampleSpec) -> dict:
         "credit": face.credit, "image": f"images/{spec.id}.png", "mask": f"masks/{spec.id}.png",
         "clean": f"clean/{spec.id}.png",
     }
-    _write_atomic(out / "records" / f"{spec.id}.json", json.dumps(record, sort_keys=True).encode())
+    write_atomic(out / "records" / f"{spec.id}.json", json.dumps(record, sort_keys=True).encode())
     return record
 
 
@@ -241,7 +233,7 @@ def _check_run_file(out: Path, config: RunConfig) -> None:
             raise GlowAIError(f"{out} holds a run with other settings ({', '.join(sorted(different))}); "
                               "use a new --out folder")
         return
-    _write_atomic(path, json.dumps(settings, indent=2).encode())
+    write_atomic(path, json.dumps(settings, indent=2).encode())
 
 
 def write_manifest(out: Path) -> pd.DataFrame:
@@ -284,8 +276,8 @@ def merge(dest: Path, parts: list[Path]) -> pd.DataFrame:
                 source, target = part / folder / f"{sample_id}.png", dest / folder / f"{sample_id}.png"
                 if target.is_file() and target.read_bytes() != source.read_bytes():
                     raise GlowAIError(f"sample {sample_id} differs between parts; were they made with one seed?")
-                _write_atomic(target, source.read_bytes())
-            _write_atomic(dest / "records" / record.name, record.read_bytes())
+                write_atomic(target, source.read_bytes())
+            write_atomic(dest / "records" / record.name, record.read_bytes())
     return write_manifest(dest)
 
 

@@ -239,11 +239,7 @@ def apply_makeup(image: np.ndarray, landmarks: np.ndarray, preset: Preset, skin:
 
 
 def save_preset(preset: Preset, path: Path) -> None:
-    import tempfile
+    """Write a preset JSON file atomically."""
+    from core.files import write_atomic
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(preset.to_json(), handle, indent=2)
-    os.replace(tmp, path)
+    write_atomic(Path(path), (json.dumps(preset.to_json(), indent=2) + "\n").encode())
