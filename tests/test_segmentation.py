@@ -54,12 +54,12 @@ def test_empty_skin_gives_background_everywhere(tiny_weights, portrait):
     assert not result.label_map.any() and (result.probabilities[0] == 1).all()
 
 
-def test_missing_default_model_and_wrong_weights_are_clear(tmp_path):
+def test_missing_default_model_and_wrong_weights_are_clear(tmp_path, monkeypatch):
     import weights
 
-    if not weights.is_installed(weights.default_spec()):
-        with pytest.raises(WeightsError, match="not installed"):
-            Segmenter(SegmenterOptions())
+    monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path / "empty")
+    with pytest.raises(WeightsError, match="not installed"):
+        Segmenter(SegmenterOptions())
     with pytest.raises(WeightsError, match="no such weights file"):
         Segmenter(SegmenterOptions(weights=str(tmp_path / "none.safetensors")))
 

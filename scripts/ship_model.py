@@ -1,0 +1,48 @@
+"""Ship a trained run as the embedded default model: weights/<name>.safetensors (fp16) + card + registry.
+
+Run: .venv/bin/python scripts/ship_model.py RUN [--name glowai-unet-small]
+RUN holds best.safetensors, config.json, metrics.csv and, when made, eval-segmentation.json,
+eval-acne.json and eval-acne-baseline.json (their figures go into the card).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import weights  # noqa: E402
+from core.modelcard import write_card  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run")
+    parser.add_argument("--name", default="glowai-unet-small")
+    args = parser.parse_args()
+    run = Path(args.run)
+    spec = weights.spec_from_file(run / "best.safetensors")
+    tensors, _ = weights.load_state_dict(run / "best.safetensors")
+    half = {k: (v.half() if v.is_floating_point() else v) for k, v in tensors.items()}  # halves the repo size
+    target = weights.WEIGHTS_DIR / f"{args.name}.safetensors"
+    shipped = weights.WeightSpec(**{**spec.__dict__, "name": args.name, "file": target.name, "default": True,
+                                    "description": "Embedded default: U-Net trained by this project on CC0 portraits "
+                                                   "with procedural blemishes (see weights/" + args.name + ".md)."})
+    weights.save_checkpoint(half, target, shipped)
+    write_card(run, weights.WEIGHTS_DIR / f"{args.name}.md")
+    registry = json.loads(weights.REGISTRY_FILE.read_text())
+    for entry in registry["models"]:
+        if entry["name"] == args.name:
+            entry.update(arch=spec.arch, encoder=spec.encoder, arch_kwargs=spec.arch_kwargs, file=target.name,
+                         sha256=weights.sha256_file(target), input_size=spec.input_size, mean=list(spec.mean),
+                         std=list(spec.std), classes=list(spec.classes), description=shipped.description)
+    weights.REGISTRY_FILE.write_text(json.dumps(registry, indent=2) + "\n")
+    print(f"shipped {target} ({target.stat().st_size / 2**20:.1f} MB), sha256 {weights.sha256_file(target)[:12]}...")
+
+
+if __name__ == "__main__":
+    main()
