@@ -116,12 +116,12 @@ def report_card(analysis, width: int = 1280) -> np.ndarray:
     card.paste(Image.fromarray(zones), (40 + panel, y))
     draw.text((20, y + panel + 8), "Conditions" if seg else "Skin analysed (no blemish model installed)",
               fill=INK, font=font(18))
-    lx = 20 + (110 if seg else panel)
+    lx = 20 + (100 if seg else panel)
     if seg:
         for label in CONDITIONS:
-            draw.rectangle([lx, y + panel + 10, lx + 16, y + panel + 26], fill=label.color)
-            draw.text((lx + 22, y + panel + 8), label.title, fill=INK, font=font(16))
-            lx += 34 + int(draw.textlength(label.title, font=font(16)))
+            draw.rectangle([lx, y + panel + 12, lx + 12, y + panel + 24], fill=label.color)
+            draw.text((lx + 16, y + panel + 9), label.title, fill=INK, font=font(14))
+            lx += 24 + int(draw.textlength(label.title, font=font(14)))
     draw.text((40 + panel, y + panel + 8), "Zones", fill=INK, font=font(18))
 
     # right column: tone, quality, scores
