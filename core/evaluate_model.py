@@ -75,7 +75,7 @@ def red_spots(image: np.ndarray, skin: np.ndarray) -> np.ndarray:
     return ((a - local) > 7.0) & skin
 
 
-def _lesions(path: Path, data: Path) -> dict[str, list[tuple[float, float, float]]]:
+def _lesions(data: Path) -> dict[str, list[tuple[float, float, float]]]:
     """File name -> expert lesion circles (x, y, radius) in the 640x640 photo's pixels."""
     lesion_file = data / "acne04v2_lesions.json"
     if not lesion_file.is_file():
@@ -112,7 +112,7 @@ def eval_acne(data: Path, weights: str | None = None, min_area: int = 4, progres
     from core.segmentation import SegmenterOptions
 
     data = Path(data)
-    circles = _lesions(data / "images", data)
+    circles = _lesions(data)
     paths = sorted((data / "images").glob("*.jpg"))
     if not paths:
         raise GlowAIError(f"{data}/images: no photos")
@@ -135,7 +135,7 @@ def eval_acne(data: Path, weights: str | None = None, min_area: int = 4, progres
             spots = analysis.segmentation.label_map == 1
         count, _, stats, centroids = cv2.connectedComponentsWithStats(spots.astype(np.uint8), connectivity=8)
         keep = [k for k in range(1, count) if stats[k, cv2.CC_STAT_AREA] >= min_area]
-        scale = 640 / max(analysis.image.shape[:2]) if max(analysis.image.shape[:2]) != 640 else 1.0
+        scale = 1.0 / analysis.scale  # back to the photo's own pixels (the circles are in those)
         predicted = [(float(centroids[k][0] * scale), float(centroids[k][1] * scale)) for k in keep]
         grade = int(re.match(r"levle(\d)", path.name).group(1)) if re.match(r"levle(\d)", path.name) else None
         counts.append(len(predicted))
@@ -150,11 +150,14 @@ def eval_acne(data: Path, weights: str | None = None, min_area: int = 4, progres
             total_truth += len(truth)
             entry.update(truth=len(truth), matched=hits, false_positives=len(predicted) - hits)
         per_image[path.name] = entry
+    model_name = BASELINE if baseline else face_analyzer.segmenter().spec.name
+    face_analyzer.close()
+    frame_analyzer.close()
     annotated = [e for e in per_image.values() if "truth" in e]
     valid = [(c, g) for c, g in zip(counts, grades, strict=True) if g is not None]
     rho = spearmanr([c for c, _ in valid], [g for _, g in valid]).statistic if len(valid) > 2 else float("nan")
     return {
-        "model": BASELINE if baseline else face_analyzer.segmenter().spec.name,
+        "model": model_name,
         "photos": len(paths),
         "annotated": len(annotated),
         "recall": round(matched / total_truth, 4) if total_truth else None,

@@ -17,7 +17,7 @@ import json
 import math
 import os
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
@@ -51,7 +51,6 @@ class TrainConfig:
     device: str = "cpu"
     pretrained: bool = False  # ImageNet encoder weights (needs the network)
     name: str = "glowai-unet"
-    extra: dict = field(default_factory=dict)
 
 
 def _load_split(data: Path, split: str, limit: int | None = None) -> tuple[list[np.ndarray], list[np.ndarray], pd.DataFrame]:
@@ -165,8 +164,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
     state_path = out / "state.pt"
     if resume and state_path.is_file():
         saved = json.loads((out / "config.json").read_text())
-        if {k: v for k, v in saved.items() if k not in ("epochs", "extra")} != \
-                {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items() if k not in ("epochs", "extra")}:
+        wanted = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items() if k != "epochs"}
+        if {k: saved.get(k) for k in wanted} != wanted:
             raise GlowAIError(f"{out}: --resume with other settings than the run was started with; use a new --out")
     elif (out / "metrics.csv").is_file() and not resume:
         raise GlowAIError(f"{out} already holds a run; pass --resume to continue it or choose a new --out")
@@ -179,12 +178,13 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
     train_images, train_masks, _ = _load_split(data, "train")
     val_images, val_masks, _ = _load_split(data, "val", config.val_limit)
     # 3. Model, optimiser, schedule.
-    model = build_model("Unet", config.encoder, decoder_channels=list(config.decoder_channels))
     if config.pretrained:
         import segmentation_models_pytorch as smp
 
         model = smp.Unet(config.encoder, encoder_weights="imagenet", classes=NUM_CLASSES,
                          decoder_channels=list(config.decoder_channels))
+    else:
+        model = build_model("Unet", config.encoder, decoder_channels=list(config.decoder_channels))
     model.to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     steps_per_epoch = max(1, len(train_images) * config.patches_per_image // config.batch)
