@@ -149,7 +149,7 @@ def cmd_weights(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from core.commands import cmd_makeup, cmd_push, cmd_retouch, cmd_synth, cmd_train
+    from core.commands import cmd_demo, cmd_makeup, cmd_push, cmd_retouch, cmd_synth, cmd_train
 
     parser = argparse.ArgumentParser(prog="glowai", description="GlowAI: facial skin analysis and beauty filters. "
                                      "Describes cosmetic features; not a medical device.")
@@ -248,6 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--repo", required=True, metavar="ID", help="Hub repo id, e.g. glowai/glowai-unet-r34")
     push.add_argument("--out", metavar="DIR", help="folder to write (default: RUN/hub)")
     push.set_defaults(func=cmd_push)
+
+    demo = sub.add_parser("demo", help="serve the Gradio demo (offline on the embedded models)")
+    demo.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 to share on a network)")
+    demo.add_argument("--port", type=int, default=7860)
+    demo.add_argument("--queue-size", type=int, default=16, help="requests waiting beyond this get a busy message")
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 

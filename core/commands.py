@@ -142,3 +142,11 @@ def cmd_push(args: argparse.Namespace) -> int:
     else:
         print(f"wrote {folder}; upload skipped: the network is off (HF_HUB_OFFLINE=1)")
     return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from apps.demo import serve
+
+    print(f"GlowAI demo on http://{args.host}:{args.port} (Ctrl+C to stop)", flush=True)
+    serve(args.host, args.port, queue_size=args.queue_size)
+    return 0

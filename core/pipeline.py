@@ -106,8 +106,14 @@ class Analyzer:
                     self._segmenter_error = err
             return self._segmenter
 
-    def analyze(self, source: ImageSource) -> Analysis:
+    def analyze(self, source: ImageSource, face_index: int | None = None, whole_frame: bool | None = None,
+                segment: bool | None = None) -> Analysis:
+        """Analyse `source`; `face_index`, `whole_frame` and `segment` override the options for this
+        call only (a server shares one Analyzer, and its models, between requests that differ)."""
         opts = self.options
+        face_index = opts.face_index if face_index is None else face_index
+        whole_frame = opts.whole_frame if whole_frame is None else whole_frame
+        segment = opts.segment if segment is None else segment
         timings: dict[str, float] = {}
         backends: dict[str, str] = {}
 
@@ -124,9 +130,8 @@ class Analyzer:
         backends["detect"] = faces[0].backend if faces else self.detector.options.backend
         # 3. Choose the face; landmarks; regions (or the whole frame when asked).
         landmarks = None
-        face_index = None
         if faces:
-            face_index = opts.face_index if opts.face_index is not None else 0
+            face_index = face_index if face_index is not None else 0
             if not 0 <= face_index < len(faces):
                 raise FaceIndexError(f"face {face_index} asked for, but the photo has {len(faces)} face(s) "
                                      f"numbered 0-{len(faces) - 1}")
@@ -134,7 +139,7 @@ class Analyzer:
                 landmarks = self.mesher.landmarks(image, faces[face_index])
             backends["landmarks"] = self.mesher.backend
         if landmarks is None:
-            if not opts.whole_frame:
+            if not whole_frame:
                 what = "no face was found" if not faces else "the face was found but its features could not be located"
                 raise NoFaceError(f"{what}; use a clear, front-facing photo, or --whole-frame for a close-up of skin")
             face_index = None
@@ -147,11 +152,11 @@ class Analyzer:
         # 4. Blemish segmentation restricted to skin.
         segmentation = None
         with _timed(timings, "segment"):
-            segmenter = self.segmenter() if opts.segment else None
+            segmenter = self.segmenter() if segment else None
             if segmenter is not None:
                 segmentation = segmenter.segment(image, regions.skin)
         backends["segment"] = (f"{segmenter.spec.name} ({segmenter.runtime})" if segmenter
-                               else "none installed" if opts.segment else "skipped")
+                               else "none installed" if segment else "skipped")
         # 5. Report, quality and guidance.
         with _timed(timings, "report"):
             box = faces[face_index].box if face_index is not None else (0, 0, image.shape[1], image.shape[0])

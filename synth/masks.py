@@ -167,3 +167,31 @@ def layout_target(layout: Layout, shape: tuple[int, int], threshold: float = 0.3
         cv2.circle(target, (int(round(lesion.x)), int(round(lesion.y))), max(1, int(round(1.6 * lesion.radius))),
                    label_by_name("acne").index, -1)
     return target
+
+
+def layout_from_drawing(face: SourceFace, painted: dict[str, np.ndarray], severity: int, rng: np.random.Generator,
+                        options: LayoutOptions | None = None) -> Layout:
+    """A layout from hand-painted areas (condition -> bool mask at the face's size).
+
+    Patch conditions fill their painted area (soft-edged, kept on allowed skin); acne scatters
+    papules inside it, as many as `severity` asks for. The same generator state gives the same layout.
+    """
+    options = options or LayoutOptions()
+    if severity not in SEVERITIES:
+        raise ValueError(f"severity {severity}; valid: 0-3")
+    allowed = allowed_skin(face, options)
+    fields: dict[str, np.ndarray] = {}
+    lesions: list[Lesion] = []
+    for condition in ZONE_WEIGHTS:  # fixed order, as in sample_layout
+        if condition not in painted:
+            continue
+        mask = painted[condition]
+        if mask.shape != allowed.shape or mask.dtype != bool:
+            raise ValueError(f"painted {condition!r} must be a bool mask of shape {allowed.shape}, got {mask.shape} {mask.dtype}")
+        inside = allowed & mask
+        if condition == "acne":
+            lesions = acne_lesions(face, severity, inside, rng, options)
+        else:
+            soft = cv2.GaussianBlur(inside.astype(np.float32), (0, 0), max(1.0, 0.04 * face.unit))
+            fields[condition] = (np.clip(soft * 1.6 - 0.3, 0, 1) * allowed).astype(np.float32)
+    return Layout(fields, {condition: severity for condition in painted}, lesions)

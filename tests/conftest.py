@@ -63,3 +63,51 @@ def tiny_weights(tmp_path_factory) -> Path:
 def isolated_cache(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("GLOWAI_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+@pytest.fixture(scope="session")
+def demo_server(tmp_path_factory):
+    """The demo served by `glowai demo` in a real process on a free loopback port: (url, process, temp dir)."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    temp = tmp_path_factory.mktemp("demo-temp")
+    log = open(tmp_path_factory.mktemp("demo-log") / "demo.log", "w+")  # noqa: SIM115 - closed below
+    env = {**os.environ, "GRADIO_TEMP_DIR": str(temp), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    process = subprocess.Popen([sys.executable, "-m", "core.cli", "demo", "--port", str(port), "--queue-size", "8"],
+                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            log.seek(0)
+            pytest.fail(f"the demo did not start on {url}:\n{log.read()[-3000:]}")
+        time.sleep(0.5)
+    yield url, process, temp
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    """Where tests leave pictures for people to look at (screenshots); kept after the run."""
+    folder = Path(os.environ.get("GLOWAI_ARTIFACTS", ROOT / "out" / "test-artifacts"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

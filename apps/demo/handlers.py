@@ -1,0 +1,318 @@
+"""Demo handlers: UI values in, core calls, UI values out. Layout and wiring live in ui.py.
+
+Models load lazily, once per process, behind the cached getters below; per-visitor data (the
+last analysis, a loaded preset, the live filter) lives in `gr.State` values passed in and out.
+Bad input raises `gr.Error` with a plain message; the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+import time
+from collections import deque
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+
+from core.errors import FaceIndexError, GlowAIError, ImageDecodeError, ImageTooLargeError, NoFaceError
+from core.filters import LiveFilter, LiveOptions, Preset, apply_makeup, builtin_presets, extract_makeup, load_preset
+from core.filters import retouch as retouch_blemishes
+from core.filters import smooth_skin
+from core.filters.masks import eye_unit
+from core.labels import CONDITIONS, label_by_name
+from core.overlays import face_crop_box, report_card, zone_overlay
+from core.pipeline import Analysis, AnalyzeOptions, Analyzer
+from core.regions import ZONE_TITLES
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "data" / "examples"
+CONDITION_TITLES = [label.title for label in CONDITIONS]
+COLOR_MAP = {label.title: "#{:02x}{:02x}{:02x}".format(*label.color) for label in CONDITIONS}
+MAKEUP_SOURCES = ("None", "Preset", "Reference photo", "Preset file")
+FACE_CHOICE_PREFIX = "Face "
+
+
+def gpu(fn):
+    """`spaces.GPU` on a Hugging Face Space with ZeroGPU; the function itself elsewhere."""
+    try:
+        import spaces
+    except ImportError:
+        return fn
+    return spaces.GPU(fn)
+
+
+@lru_cache(maxsize=1)
+def analyzer() -> Analyzer:
+    """The one Analyzer of this process (detector, mesh and blemish model load on first use)."""
+    return Analyzer(AnalyzeOptions())
+
+
+@contextmanager
+def friendly_errors():
+    """Turn the core's typed errors into messages shown in the page."""
+    try:
+        yield
+    except NoFaceError:
+        raise gr.Error("No face found in this photo. Try a clear, front-facing photo in good light, or tick "
+                       "'Close-up of skin' to analyse the whole frame.", title="No face") from None
+    except ImageTooLargeError as err:
+        raise gr.Error(f"{err}", title="Photo too large") from None
+    except ImageDecodeError as err:
+        raise gr.Error(f"{err}", title="Cannot read this file") from None
+    except (FaceIndexError, GlowAIError) as err:
+        raise gr.Error(str(err)) from None
+
+
+def _need(photo: str | None, what: str = "a photo") -> str:
+    if not photo:
+        raise gr.Error(f"Upload {what} first (or pick an example).", title="Nothing to analyse")
+    return photo
+
+
+def face_index(choice: str | None) -> int:
+    """'Face 2' -> 1; anything else -> 0 (the largest face)."""
+    if choice and choice.startswith(FACE_CHOICE_PREFIX):
+        return max(0, int(choice[len(FACE_CHOICE_PREFIX):].split()[0]) - 1)
+    return 0
+
+
+def face_choices(count: int) -> list[str]:
+    return [f"{FACE_CHOICE_PREFIX}{i + 1}" + (" (largest)" if i == 0 else "") for i in range(count)]
+
+
+def _crop(analysis: Analysis) -> tuple[slice, slice]:
+    left, top, right, bottom = face_crop_box(analysis)
+    return slice(top, bottom), slice(left, right)
+
+
+def scratch_file(name: str, payload: bytes, max_age_s: float = 600.0) -> str:
+    """Write a download for the visitor into this process's scratch folder (old files are pruned)."""
+    folder = _scratch()
+    now = time.time()
+    for old in folder.glob("*/*"):
+        if now - old.stat().st_mtime > max_age_s:
+            old.unlink(missing_ok=True)
+            old.parent.rmdir()
+    target = Path(tempfile.mkdtemp(dir=folder)) / name
+    target.write_bytes(payload)
+    return str(target)
+
+
+@lru_cache(maxsize=1)
+def _scratch() -> Path:
+    return Path(tempfile.mkdtemp(prefix="glowai-downloads-"))
+
+
+# ---------------------------------------------------------------- Analyze
+
+
+def annotated(view: dict | None, shown: list[str]) -> tuple[np.ndarray, list] | None:
+    """AnnotatedImage value: the face crop and one mask per shown condition."""
+    if not view:
+        return None
+    labels = view["labels"]
+    if labels is None:
+        return view["image"], []
+    return view["image"], [((labels == label.index).astype(np.float32), label.title)
+                           for label in CONDITIONS if label.title in shown]
+
+
+def score_table(report: dict) -> pd.DataFrame:
+    """Long table: one row per zone and condition (severity 0-100, area %, lesions)."""
+    rows = []
+    for zone, values in report["zones"].items():
+        for condition, scores in (values["conditions"] or {}).items():
+            rows.append({"zone": ZONE_TITLES[zone], "condition": label_by_name(condition).title, **scores})
+    return pd.DataFrame(rows, columns=["zone", "condition", "severity", "area_pct", "lesions"])
+
+
+def score_chart(report: dict):
+    """Grouped bars: severity per zone, one colour per condition (plotly figure), or None."""
+    import plotly.express as px
+
+    table = score_table(report)
+    if table.empty:
+        return None
+    figure = px.bar(table, x="zone", y="severity", color="condition", barmode="group", color_discrete_map=COLOR_MAP,
+                    hover_data=["area_pct", "lesions"], range_y=[0, 100],
+                    labels={"severity": "severity (0-100)", "zone": ""})
+    figure.update_layout(height=320, margin={"l": 10, "r": 10, "t": 10, "b": 10}, legend_title_text="")
+    return figure
+
+
+def guidance_markdown(analysis: Analysis, payload: dict) -> str:
+    lines = [f"- {line}" for line in analysis.guidance]
+    tone = payload["skin_tone"]
+    lines.append(f"- Skin tone (ITA): {tone['ita']:.0f}° ({tone['category']}); lighting changes this reading.")
+    if payload["segmentation"]["status"] != "ok":
+        lines.insert(0, f"- **{payload['segmentation']['message']}**")
+    return "\n".join(lines) + f"\n\n*{payload['disclaimer']}*"
+
+
+def footer_markdown(analysis: Analysis) -> str:
+    steps = " · ".join(f"{k} {v:.0f} ms" for k, v in analysis.timings_ms.items() if k != "total")
+    backends = " · ".join(f"{k}: {v}" for k, v in analysis.backends.items())
+    mode = "whole frame" if analysis.face_index is None else f"face {analysis.face_index + 1} of {len(analysis.faces)}"
+    return f"Analysed in **{analysis.timings_ms['total']:.0f} ms** ({mode}; {steps}). Backends: {backends}."
+
+
+@gpu
+def run_analysis(photo: str | None, choice: str | None, whole_frame: bool, shown: list[str]):
+    """Analyze tab: photo path -> masks, zone map, card, chart, guidance, JSON, file, footer, faces, view."""
+    photo = _need(photo)
+    with friendly_errors():
+        analysis = analyzer().analyze(photo, face_index=face_index(choice), whole_frame=bool(whole_frame))
+    payload = analysis.to_json()
+    rows, cols = _crop(analysis)
+    labels = analysis.segmentation.label_map[rows, cols] if analysis.segmentation else None
+    view = {"image": analysis.image[rows, cols], "labels": labels}
+    zones = zone_overlay(analysis.image, analysis.regions)[rows, cols]
+    report_file = scratch_file("glowai-report.json", json.dumps(payload, indent=2).encode())
+    choices = face_choices(len(analysis.faces))
+    chosen = choices[analysis.face_index] if analysis.face_index is not None else None
+    faces = gr.Dropdown(choices=choices, value=chosen, visible=len(choices) > 1)
+    return (annotated(view, shown), zones, report_card(analysis), score_chart(payload),
+            guidance_markdown(analysis, payload), payload, report_file, footer_markdown(analysis), faces, view)
+
+
+def new_photo() -> gr.Dropdown:
+    """A new photo starts again from its largest face."""
+    return gr.Dropdown(choices=face_choices(1), value=face_choices(1)[0], visible=False)
+
+
+# ---------------------------------------------------------------- Retouch & makeup
+
+
+def _cached_analysis(cache: dict | None, photo: str, segment: bool) -> tuple[Analysis, dict]:
+    """The last analysis of this visitor's photo, redone only when the photo changes."""
+    key = (photo, segment)
+    if cache and cache.get("key") == key:
+        return cache["analysis"], cache
+    with friendly_errors():
+        analysis = analyzer().analyze(photo, segment=segment)
+    return analysis, {"key": key, "analysis": analysis}
+
+
+def scaled_preset(preset: Preset, intensities: dict[str, float]) -> Preset:
+    """The preset with each region's intensity multiplied by the slider for that region."""
+    regions = {name: dataclasses.replace(look, intensity=float(np.clip(look.intensity * intensities.get(name, 1.0), 0, 1)))
+               for name, look in preset.regions.items()}
+    return Preset(preset.name, regions, preset.credit)
+
+
+def chosen_preset(source: str, preset_name: str | None, reference: str | None, loaded: dict | None,
+                  reference_cache: dict | None) -> tuple[Preset | None, dict | None]:
+    """The makeup look the visitor chose (None for no makeup) and the updated reference cache."""
+    if source == "Preset":
+        presets = builtin_presets()
+        if preset_name not in presets:
+            raise gr.Error(f"Choose a preset: {', '.join(presets)}")
+        return presets[preset_name], reference_cache
+    if source == "Reference photo":
+        reference = _need(reference, "a reference photo with makeup")
+        ref, reference_cache = _cached_analysis(reference_cache, reference, segment=False)
+        return extract_makeup(ref.image, ref.landmarks, ref.regions.skin, name="from reference"), reference_cache
+    if source == "Preset file":
+        if not loaded:
+            raise gr.Error("Load a preset file first (a .json saved by GlowAI).")
+        with friendly_errors():
+            return Preset.from_json(loaded), reference_cache
+    return None, reference_cache
+
+
+@gpu
+def run_filters(photo: str | None, retouch_strength: float, smooth: float, source: str, preset_name: str | None,
+                reference: str | None, lips: float, blush: float, eyeshadow: float, loaded: dict | None,
+                cache: dict | None, reference_cache: dict | None):
+    """Retouch & makeup tab -> (before, after) slider value, status, look as JSON, caches."""
+    photo = _need(photo)
+    analysis, cache = _cached_analysis(cache, photo, segment=True)
+    preset, reference_cache = chosen_preset(source, preset_name, reference, loaded, reference_cache)
+    image, skin, landmarks = analysis.image, analysis.regions.skin, analysis.landmarks
+    if landmarks is None:
+        raise gr.Error("Filters need a face; this photo was analysed as a close-up.")
+    unit = eye_unit(landmarks)
+    out, notes = image, []
+    if retouch_strength > 0:
+        if analysis.segmentation is None:
+            notes.append("no blemish model is installed, so nothing was retouched")
+        else:
+            classes = [label_by_name(c).index for c in ("acne", "redness")]
+            blemishes = np.isin(analysis.segmentation.label_map, classes)
+            out = retouch_blemishes(out, blemishes, skin, unit, retouch_strength)
+            notes.append(f"retouched {int(blemishes.sum())} blemish pixels")
+    if smooth > 0:
+        out = smooth_skin(out, skin, landmarks, unit, smooth)
+        notes.append(f"smoothed skin ({smooth:.0%})")
+    look = None
+    if preset is not None:
+        look = scaled_preset(preset, {"lips": lips, "blush": blush, "eyeshadow": eyeshadow})
+        with friendly_errors():
+            out = apply_makeup(out, landmarks, look, skin)
+        notes.append(f"makeup '{look.name}': " + ", ".join(f"{k} {v.color} x{v.intensity:.2f}"
+                                                          for k, v in look.regions.items()))
+    rows, cols = _crop(analysis)
+    status = ("Applied: " + "; ".join(notes) + ".") if notes else "Nothing applied: move a slider or pick a look."
+    return (image[rows, cols], out[rows, cols]), status, look.to_json() if look else None, cache, reference_cache
+
+
+def save_look(look: dict | None) -> str:
+    if not look:
+        raise gr.Error("Apply a makeup look first; then it can be saved as a preset file.")
+    name = "".join(c if c.isalnum() or c in "-_" else "-" for c in str(look.get("name", "look")))[:40] or "look"
+    return scratch_file(f"glowai-{name}.json", (json.dumps(look, indent=2) + "\n").encode())
+
+
+def load_look(path: str | None):
+    """A preset file uploaded by the visitor -> (preset JSON for the state, makeup source)."""
+    if not path:
+        return None, gr.update()
+    with friendly_errors():
+        preset = load_preset(path)
+    gr.Info(f"Loaded preset '{preset.name}' ({', '.join(preset.regions)}).")
+    return preset.to_json(), "Preset file"
+
+
+# ---------------------------------------------------------------- Live
+
+
+class LiveSession:
+    """One visitor's webcam stream: a tracking face mesh and the recent frame times."""
+
+    def __init__(self) -> None:
+        self.filter = LiveFilter()
+        self.times: deque[float] = deque(maxlen=30)
+        self.process_ms: deque[float] = deque(maxlen=30)
+
+    def close(self) -> None:
+        self.filter.close()
+
+
+def close_live(session: LiveSession | None) -> None:
+    if session is not None:
+        session.close()
+
+
+def live_frame(frame: np.ndarray | None, mode: str, smooth: float, preset_name: str | None,
+               session: LiveSession | None):
+    """Live tab: one webcam frame -> the filtered frame, the frame rate, the session."""
+    if frame is None:
+        return None, "Waiting for the camera...", session
+    session = session or LiveSession()
+    preset = builtin_presets().get(preset_name) if mode == "Smoothing + makeup" else None
+    session.filter.options = dataclasses.replace(session.filter.options, smooth=float(smooth), preset=preset)
+    start = time.perf_counter()
+    out = session.filter.process(np.ascontiguousarray(frame[..., :3]))
+    session.process_ms.append((time.perf_counter() - start) * 1000.0)
+    session.times.append(start)
+    fps = (len(session.times) - 1) / (session.times[-1] - session.times[0]) if len(session.times) > 1 else 0.0
+    face = "face tracked" if session.filter.last_landmarks is not None else "no face in view"
+    status = (f"**{fps:.1f} frames/s** shown · filter {np.median(session.process_ms):.0f} ms/frame "
+              f"(median of {len(session.process_ms)}) · {face}")
+    return out, status, session
