@@ -5,8 +5,8 @@ when a GPU and its weights are present, procedural rendering otherwise."""
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from functools import lru_cache
+from pathlib import Path
 
 import cv2
 import gradio as gr

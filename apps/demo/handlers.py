@@ -21,9 +21,16 @@ import numpy as np
 import pandas as pd
 
 from core.errors import FaceIndexError, GlowAIError, ImageDecodeError, ImageTooLargeError, NoFaceError
-from core.filters import LiveFilter, LiveOptions, Preset, apply_makeup, builtin_presets, extract_makeup, load_preset
+from core.filters import (
+    LiveFilter,
+    Preset,
+    apply_makeup,
+    builtin_presets,
+    extract_makeup,
+    load_preset,
+    smooth_skin,
+)
 from core.filters import retouch as retouch_blemishes
-from core.filters import smooth_skin
 from core.filters.masks import eye_unit
 from core.labels import CONDITIONS, label_by_name
 from core.overlays import face_crop_box, report_card, zone_overlay
