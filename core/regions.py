@@ -263,7 +263,7 @@ def _fit_skin_colour(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, float
         inv = np.linalg.inv(cov)
         diff = ab - mean
         d2 = np.einsum("ni,ij,nj->n", diff, inv, diff)
-        keep = d2 < np.quantile(d2, 0.9)
+        keep = d2 <= np.quantile(d2, 0.9)  # <=: a flat patch (all distances equal) keeps every sample
     cov = np.cov(ab[keep].T) * 1.5 + np.eye(2) * 2.0  # widen: the trimmed fit underestimates spread
     return ab[keep].mean(0), np.linalg.inv(cov), float(np.median(samples[:, 0]))
 

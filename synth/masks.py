@@ -173,8 +173,8 @@ def layout_from_drawing(face: SourceFace, painted: dict[str, np.ndarray], severi
                         options: LayoutOptions | None = None) -> Layout:
     """A layout from hand-painted areas (condition -> bool mask at the face's size).
 
-    Patch conditions fill their painted area (soft-edged, kept on allowed skin); acne scatters
-    papules inside it, as many as `severity` asks for. The same generator state gives the same layout.
+    Patch conditions fill their painted area (soft-edged, never beyond it, kept on allowed skin);
+    acne scatters papules inside it, as many as `severity` asks for. The same generator state gives the same layout.
     """
     options = options or LayoutOptions()
     if severity not in SEVERITIES:
@@ -192,6 +192,7 @@ def layout_from_drawing(face: SourceFace, painted: dict[str, np.ndarray], severi
         if condition == "acne":
             lesions = acne_lesions(face, severity, inside, rng, options)
         else:
+            # soft towards the middle, zero from the painted edge outwards (blur is 0.5 on the edge)
             soft = cv2.GaussianBlur(inside.astype(np.float32), (0, 0), max(1.0, 0.04 * face.unit))
-            fields[condition] = (np.clip(soft * 1.6 - 0.3, 0, 1) * allowed).astype(np.float32)
+            fields[condition] = (np.clip(soft * 2.0 - 1.0, 0, 1) * inside).astype(np.float32)
     return Layout(fields, {condition: severity for condition in painted}, lesions)

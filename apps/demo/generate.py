@@ -9,11 +9,10 @@ from functools import lru_cache
 from pathlib import Path
 
 import cv2
-import gradio as gr
 import numpy as np
 
 import weights
-from apps.demo.handlers import CONDITION_TITLES, friendly_errors, gpu
+from apps.demo.handlers import CONDITION_TITLES, UserError, friendly_errors, gpu
 from core.imageio import load_image
 from core.labels import CONDITIONS, label_by_name
 from synth.faces import FacePreparer, SourceFace
@@ -64,7 +63,7 @@ def prepare_face(photo: str | None):
     with friendly_errors(), _LOCK:
         face = preparer().prepare(Path(photo))
     if face is None:
-        raise gr.Error("No usable face: it must be a colour photo with one clear, front-facing face.", title="No face")
+        raise UserError("No usable face: it must be a colour photo with one clear, front-facing face.", title="No face")
     editor = {"background": face.image, "layers": [], "composite": face.image}
     return editor, face, f"Face ready ({face.tone} skin tone, ITA {face.ita:.0f}°). Sample a mask or paint one."
 
@@ -91,18 +90,18 @@ def run_generate(face: SourceFace | None, mode: str, classes: list[str], severit
                  editor: dict | None, reference: str | None, seed: float):
     """-> (clean vs sample slider, annotated mask, QC table rows, status)."""
     if face is None:
-        raise gr.Error("Upload a clean face first (or pick an example).", title="No face yet")
+        raise UserError("Upload a clean face first (or pick an example).", title="No face yet")
     level = int(severity)
     rng = np.random.default_rng(int(seed))
     if mode == MASK_MODES[1]:
         painted = painted_mask(editor, face.image.shape[:2])
         if not painted.any():
-            raise gr.Error("Paint over the skin where the condition should appear, then press Generate.")
+            raise UserError("Paint over the skin where the condition should appear, then press Generate.")
         layout = layout_from_drawing(face, {_names([painted_class])[0]: painted}, level, rng)
     else:
         names = _names(classes)
         if not names:
-            raise gr.Error(f"Choose at least one condition: {', '.join(CONDITION_TITLES)}.")
+            raise UserError(f"Choose at least one condition: {', '.join(CONDITION_TITLES)}.")
         layout = sample_layout(face, {name: level for name in names}, rng)
     with friendly_errors(), _LOCK:
         if diffusion_ready():

@@ -8,6 +8,7 @@ Bad input raises `gr.Error` with a plain message; the server keeps serving.
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 import tempfile
 import time
@@ -45,6 +46,15 @@ MAKEUP_SOURCES = ("None", "Preset", "Reference photo", "Preset file")
 FACE_CHOICE_PREFIX = "Face "
 
 
+class UserError(gr.Error):
+    """A message for the visitor about their input: shown in the page, not logged as a server error
+    (so no traceback carrying a file name lands in the logs). Gradio renders the message as HTML:
+    it is escaped, since it can quote an uploaded file's name."""
+
+    def __init__(self, message: str, title: str = "Error") -> None:
+        super().__init__(html.escape(message, quote=False), title=title, print_exception=False)
+
+
 def gpu(fn):
     """`spaces.GPU` on a Hugging Face Space with ZeroGPU; the function itself elsewhere."""
     try:
@@ -66,19 +76,19 @@ def friendly_errors():
     try:
         yield
     except NoFaceError:
-        raise gr.Error("No face found in this photo. Try a clear, front-facing photo in good light, or tick "
+        raise UserError("No face found in this photo. Try a clear, front-facing photo in good light, or tick "
                        "'Close-up of skin' to analyse the whole frame.", title="No face") from None
     except ImageTooLargeError as err:
-        raise gr.Error(f"{err}", title="Photo too large") from None
+        raise UserError(f"{err}", title="Photo too large") from None
     except ImageDecodeError as err:
-        raise gr.Error(f"{err}", title="Cannot read this file") from None
+        raise UserError(f"{err}", title="Cannot read this file") from None
     except (FaceIndexError, GlowAIError) as err:
-        raise gr.Error(str(err)) from None
+        raise UserError(str(err)) from None
 
 
 def _need(photo: str | None, what: str = "a photo") -> str:
     if not photo:
-        raise gr.Error(f"Upload {what} first (or pick an example).", title="Nothing to analyse")
+        raise UserError(f"Upload {what} first (or pick an example).", title="Nothing to analyse")
     return photo
 
 
@@ -219,7 +229,7 @@ def chosen_preset(source: str, preset_name: str | None, reference: str | None, l
     if source == "Preset":
         presets = builtin_presets()
         if preset_name not in presets:
-            raise gr.Error(f"Choose a preset: {', '.join(presets)}")
+            raise UserError(f"Choose a preset: {', '.join(presets)}")
         return presets[preset_name], reference_cache
     if source == "Reference photo":
         reference = _need(reference, "a reference photo with makeup")
@@ -227,7 +237,7 @@ def chosen_preset(source: str, preset_name: str | None, reference: str | None, l
         return extract_makeup(ref.image, ref.landmarks, ref.regions.skin, name="from reference"), reference_cache
     if source == "Preset file":
         if not loaded:
-            raise gr.Error("Load a preset file first (a .json saved by GlowAI).")
+            raise UserError("Load a preset file first (a .json saved by GlowAI).")
         with friendly_errors():
             return Preset.from_json(loaded), reference_cache
     return None, reference_cache
@@ -240,12 +250,17 @@ def run_filters(photo: str | None, retouch_strength: float, smooth: float, sourc
     """Retouch & makeup tab -> (before, after) slider value, status, look as JSON, caches."""
     photo = _need(photo)
     analysis, cache = _cached_analysis(cache, photo, segment=True)
-    preset, reference_cache = chosen_preset(source, preset_name, reference, loaded, reference_cache)
+    notes = []
+    try:  # a look that cannot be made yet skips the makeup, not the whole preview
+        preset, reference_cache = chosen_preset(source, preset_name, reference, loaded, reference_cache)
+    except UserError as err:
+        preset = None
+        notes.append(f"makeup skipped: {err.message}")
     image, skin, landmarks = analysis.image, analysis.regions.skin, analysis.landmarks
     if landmarks is None:
-        raise gr.Error("Filters need a face; this photo was analysed as a close-up.")
+        raise UserError("Filters need a face; this photo was analysed as a close-up.")
     unit = eye_unit(landmarks)
-    out, notes = image, []
+    out = image
     if retouch_strength > 0:
         if analysis.segmentation is None:
             notes.append("no blemish model is installed, so nothing was retouched")
@@ -265,13 +280,13 @@ def run_filters(photo: str | None, retouch_strength: float, smooth: float, sourc
         notes.append(f"makeup '{look.name}': " + ", ".join(f"{k} {v.color} x{v.intensity:.2f}"
                                                           for k, v in look.regions.items()))
     rows, cols = _crop(analysis)
-    status = ("Applied: " + "; ".join(notes) + ".") if notes else "Nothing applied: move a slider or pick a look."
+    status = ("Applied: " + "; ".join(notes)) if notes else "Nothing applied: move a slider or pick a look."
     return (image[rows, cols], out[rows, cols]), status, look.to_json() if look else None, cache, reference_cache
 
 
 def save_look(look: dict | None) -> str:
     if not look:
-        raise gr.Error("Apply a makeup look first; then it can be saved as a preset file.")
+        raise UserError("Apply a makeup look first; then it can be saved as a preset file.")
     name = "".join(c if c.isalnum() or c in "-_" else "-" for c in str(look.get("name", "look")))[:40] or "look"
     return scratch_file(f"glowai-{name}.json", (json.dumps(look, indent=2) + "\n").encode())
 

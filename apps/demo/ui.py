@@ -30,7 +30,7 @@ def _raw_path(payload):  # noqa: ANN001, ANN202 - gradio's preprocess signature
     if payload is None:
         return None
     if payload.path is None:
-        raise gr.Error("The photo did not arrive; upload it again.")
+        raise h.UserError("The photo did not arrive; upload it again.")
     return str(payload.path)
 
 
