@@ -20,6 +20,8 @@ from core.labels import CONDITIONS
 from weights import default_spec
 
 TITLE = "GlowAI: skin analysis and beauty-filter preview"
+# Pictures go out as JPEG (WebP, Gradio's default, costs about 50 ms per large picture to encode);
+# generated samples stay PNG so their pixels match the mask exactly.
 CSS = """
 .glowai-footer {font-size: 0.85em; opacity: 0.8}
 .glowai-disclaimer {font-size: 0.9em}
@@ -110,12 +112,13 @@ def build_demo() -> gr.Blocks:
                     analyze_btn = gr.Button("Analyze", variant="primary")
                 with gr.Column(scale=2):
                     shown = gr.CheckboxGroup(h.CONDITION_TITLES, value=h.CONDITION_TITLES, label="Show")
-                    masks = gr.AnnotatedImage(label="Where each condition is", color_map=h.COLOR_MAP, height=420)
+                    masks = gr.AnnotatedImage(label="Where each condition is", color_map=h.COLOR_MAP, height=420,
+                                               format="jpeg")
                     with gr.Row():
-                        zones = gr.Image(label="Zones", height=300, interactive=False)
+                        zones = gr.Image(label="Zones", height=300, interactive=False, format="jpeg")
                         chart = gr.Plot(label="Severity per zone (0-100)")
             guidance = gr.Markdown(label="Guidance")
-            card = gr.Image(label="Report card", interactive=False)
+            card = gr.Image(label="Report card", interactive=False, format="jpeg")
             with gr.Accordion("Report as JSON", open=False):
                 report = gr.JSON(label="Report")
                 report_file = gr.File(label="Download the report", interactive=False)
@@ -143,7 +146,7 @@ def build_demo() -> gr.Blocks:
                         eyeshadow = gr.Slider(0, 1, 1.0, step=0.05, label="Eyeshadow intensity")
                     apply_btn = gr.Button("Apply", variant="primary")
                 with gr.Column(scale=2):
-                    slider = gr.ImageSlider(label="Before / after", max_height=640)
+                    slider = gr.ImageSlider(label="Before / after", max_height=640, format="jpeg")
                     f_status = gr.Markdown()
                     with gr.Row():
                         save_btn = gr.Button("Save this look as a preset file")
@@ -169,7 +172,7 @@ def build_demo() -> gr.Blocks:
                     live_smooth = gr.Slider(0, 1, 0.5, step=0.05, label="Skin smoothing")
                     live_preset = gr.Dropdown(presets, value=presets[0], label="Makeup preset")
                 with gr.Column():
-                    live_out = gr.Image(label="Filtered", height=360, interactive=False)
+                    live_out = gr.Image(label="Filtered", height=360, interactive=False, format="jpeg")
                     fps = gr.Markdown("Waiting for the camera...")
             camera.stream(h.live_frame, [camera, mode, live_smooth, live_preset, live_session],
                           [live_out, fps, live_session], api_name="live_frame", stream_every=0.1, time_limit=300,
@@ -195,7 +198,7 @@ def build_demo() -> gr.Blocks:
                     editor = gr.ImageEditor(label="Paint where the condition goes (used with 'Paint the mask')",
                                             type="numpy", sources=(), transforms=(), height=400,
                                             brush=gr.Brush(colors=["#ff3b3b"], default_size=18, color_mode="fixed"))
-                    sample = gr.ImageSlider(label="Clean / generated", max_height=420)
+                    sample = gr.ImageSlider(label="Clean / generated", max_height=420, format="png")
                     sample_mask = gr.AnnotatedImage(label="Mask", color_map=h.COLOR_MAP, height=300)
                     qc = gr.Dataframe(headers=["QC", "value"], label="Quality checks", interactive=False)
             clean.change(gen.prepare_face, clean, [editor, source_face, gen_status], api_name="prepare_face")
