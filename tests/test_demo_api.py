@@ -101,3 +101,22 @@ def test_generate_procedural_sample(client):
     assert rows["pixels changed outside the mask"] == "0"
     assert int(rows["Acne pixels"]) > 0
     assert {a["label"] for a in mask["annotations"]} <= {"Acne", "Redness"}
+
+
+def test_choice_of_face_in_a_group_photo(client):
+    first = analyze(client, EXAMPLES / "two-faces.jpg")
+    assert first[5]["face_index"] == 0 and len(first[5]["faces"]) == 2
+    assert first[8]["visible"] is True and [c[0] for c in first[8]["choices"]] == ["Face 1 (largest)", "Face 2"]
+    second = analyze(client, EXAMPLES / "two-faces.jpg", face="Face 2")[5]
+    assert second["face_index"] == 1 and second["faces"] == first[5]["faces"]
+
+
+def test_only_the_examples_and_outputs_are_served(demo_server):
+    import urllib.error
+    import urllib.request
+
+    url, _, _ = demo_server
+    for secret in (EXAMPLES.parents[1] / "README.md", EXAMPLES.parents[1] / "weights" / "registry.json"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{url}gradio_api/file={secret}", timeout=10)
+        assert refused.value.code in (403, 404)

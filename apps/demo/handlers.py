@@ -191,8 +191,8 @@ def run_analysis(photo: str | None, choice: str | None, whole_frame: bool, shown
     view = {"image": analysis.image[rows, cols], "labels": labels}
     zones = zone_overlay(analysis.image, analysis.regions)[rows, cols]
     report_file = scratch_file("glowai-report.json", json.dumps(payload, indent=2).encode())
-    choices = face_choices(len(analysis.faces))
-    chosen = choices[analysis.face_index] if analysis.face_index is not None else None
+    choices = face_choices(max(1, len(analysis.faces)))  # never empty: the next request must name a valid face
+    chosen = choices[analysis.face_index or 0]
     faces = gr.Dropdown(choices=choices, value=chosen, visible=len(choices) > 1)
     return (annotated(view, shown), zones, report_card(analysis), score_chart(payload),
             guidance_markdown(analysis, payload), payload, report_file, footer_markdown(analysis), faces, view)
