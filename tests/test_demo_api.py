@@ -104,10 +104,10 @@ def test_generate_procedural_sample(client):
 
 
 def test_choice_of_face_in_a_group_photo(client):
-    first = analyze(client, EXAMPLES / "two-faces.jpg")
+    first = analyze(client, EXAMPLES / "group" / "two-faces.jpg")
     assert first[5]["face_index"] == 0 and len(first[5]["faces"]) == 2
     assert first[8]["visible"] is True and [c[0] for c in first[8]["choices"]] == ["Face 1 (largest)", "Face 2"]
-    second = analyze(client, EXAMPLES / "two-faces.jpg", face="Face 2")[5]
+    second = analyze(client, EXAMPLES / "group" / "two-faces.jpg", face="Face 2")[5]
     assert second["face_index"] == 1 and second["faces"] == first[5]["faces"]
 
 

@@ -47,7 +47,8 @@ def photo_input(label: str, height: int) -> gr.Image:
 
 
 def examples() -> list[str]:
-    return sorted(str(p) for p in h.EXAMPLES.glob("*.jpg"))
+    """The CC0 portraits, then the group photo (its own folder: it repeats two identities)."""
+    return sorted(str(p) for p in h.EXAMPLES.glob("*.jpg")) + sorted(str(p) for p in h.EXAMPLES.glob("group/*.jpg"))
 
 
 def about_markdown() -> str:
