@@ -95,7 +95,7 @@ def test_retouch_and_makeup(page, artifacts):
     slider.locator("img").nth(1).wait_for()
     assert slider.locator("img").count() >= 2
     panel.get_by_text("Reference photo", exact=True).click()  # no reference yet: the rest applies, and it says why
-    page.get_by_text("makeup skipped: Upload a reference photo with makeup first").first.wait_for()
+    page.get_by_text("Makeup skipped: upload a reference photo with makeup").first.wait_for()
     assert slider.locator("img").count() >= 2
     page.screenshot(path=str(artifacts / "demo-retouch-makeup.png"), full_page=True)
 

@@ -51,7 +51,7 @@ def test_filters_skip_only_the_makeup_that_cannot_be_made():
     photo = str(EXAMPLES / "portrait-006.jpg")
     (before, after), status, look, cache, _ = h.run_filters(photo, 0.0, 0.5, "Reference photo", None, None,
                                                              1, 1, 1, None, None, None)
-    assert "makeup skipped" in status and "smoothed skin" in status and look is None
+    assert "Makeup skipped: upload a reference photo" in status and "smoothed skin" in status and look is None
     assert np.abs(before.astype(int) - after.astype(int)).max() > 0
     again = h.run_filters(photo, 0.0, 0.0, "Preset", "natural", None, 1, 1, 1, None, cache, None)
     assert again[3] is cache  # same photo: the analysis is reused, not redone

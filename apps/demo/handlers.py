@@ -232,12 +232,13 @@ def chosen_preset(source: str, preset_name: str | None, reference: str | None, l
             raise UserError(f"Choose a preset: {', '.join(presets)}")
         return presets[preset_name], reference_cache
     if source == "Reference photo":
-        reference = _need(reference, "a reference photo with makeup")
+        if not reference:
+            raise UserError("upload a reference photo with makeup (its lip, blush and eyeshadow colours are used)")
         ref, reference_cache = _cached_analysis(reference_cache, reference, segment=False)
         return extract_makeup(ref.image, ref.landmarks, ref.regions.skin, name="from reference"), reference_cache
     if source == "Preset file":
         if not loaded:
-            raise UserError("Load a preset file first (a .json saved by GlowAI).")
+            raise UserError("load a preset file first (a .json saved by GlowAI)")
         with friendly_errors():
             return Preset.from_json(loaded), reference_cache
     return None, reference_cache
@@ -250,12 +251,11 @@ def run_filters(photo: str | None, retouch_strength: float, smooth: float, sourc
     """Retouch & makeup tab -> (before, after) slider value, status, look as JSON, caches."""
     photo = _need(photo)
     analysis, cache = _cached_analysis(cache, photo, segment=True)
-    notes = []
+    notes, skipped = [], ""
     try:  # a look that cannot be made yet skips the makeup, not the whole preview
         preset, reference_cache = chosen_preset(source, preset_name, reference, loaded, reference_cache)
     except UserError as err:
-        preset = None
-        notes.append(f"makeup skipped: {err.message}")
+        preset, skipped = None, f" Makeup skipped: {err.message}."
     image, skin, landmarks = analysis.image, analysis.regions.skin, analysis.landmarks
     if landmarks is None:
         raise UserError("Filters need a face; this photo was analysed as a close-up.")
@@ -280,7 +280,7 @@ def run_filters(photo: str | None, retouch_strength: float, smooth: float, sourc
         notes.append(f"makeup '{look.name}': " + ", ".join(f"{k} {v.color} x{v.intensity:.2f}"
                                                           for k, v in look.regions.items()))
     rows, cols = _crop(analysis)
-    status = ("Applied: " + "; ".join(notes)) if notes else "Nothing applied: move a slider or pick a look."
+    status = (("Applied: " + "; ".join(notes) + ".") if notes else "Nothing applied: move a slider or pick a look.") + skipped
     return (image[rows, cols], out[rows, cols]), status, look.to_json() if look else None, cache, reference_cache
 
 
