@@ -149,7 +149,7 @@ def cmd_weights(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from core.commands import cmd_demo, cmd_makeup, cmd_push, cmd_retouch, cmd_synth, cmd_train
+    from core.commands import cmd_demo, cmd_labeler, cmd_makeup, cmd_push, cmd_retouch, cmd_synth, cmd_train
 
     parser = argparse.ArgumentParser(prog="glowai", description="GlowAI: facial skin analysis and beauty filters. "
                                      "Describes cosmetic features; not a medical device.")
@@ -254,6 +254,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=7860)
     demo.add_argument("--queue-size", type=int, default=16, help="requests waiting beyond this get a busy message")
     demo.set_defaults(func=cmd_demo)
+
+    labeler = sub.add_parser("labeler", help="the Streamlit curation studio for a synthetic dataset")
+    labeler.add_argument("--data", required=True, metavar="DIR", help="dataset folder from `glowai synth`")
+    labeler.add_argument("--db", metavar="URL", help="curation database (default: sqlite file DIR/curation.db; "
+                         "a team: postgresql+psycopg://user@host/db)")
+    labeler.add_argument("--host", default="127.0.0.1")
+    labeler.add_argument("--port", type=int, default=8501)
+    labeler.add_argument("--eval", action="append", metavar="FOLDER", help="labelled real set for error analysis "
+                         "(repeatable; default: ../shared/data/acne04-dev when present)")
+    labeler.add_argument("--runs", action="append", metavar="FOLDER", help="folder of training runs to compare "
+                         "(repeatable; default: ./runs when present)")
+    labeler.set_defaults(func=cmd_labeler)
     return parser
 
 

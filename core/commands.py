@@ -150,3 +150,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"GlowAI demo on http://{args.host}:{args.port} (Ctrl+C to stop)", flush=True)
     serve(args.host, args.port, queue_size=args.queue_size)
     return 0
+
+
+def cmd_labeler(args: argparse.Namespace) -> int:
+    import os
+    import subprocess
+
+    from core.curation.dataset import load_manifest
+    from core.curation.store import Store, default_url
+
+    root = Path(args.data).resolve()
+    load_manifest(root)  # a wrong folder fails here, with what to do
+    url = args.db or default_url(root)
+    Store(url, root).close()  # creates or checks the schema; a bad URL fails here
+    project = Path(__file__).resolve().parents[1]
+    evals = args.eval or [str(p) for p in [project.parent / "shared" / "data" / "acne04-dev"] if p.is_dir()]
+    runs = args.runs or [str(p) for p in [project / "runs"] if p.is_dir()]
+    env = {**os.environ, "GLOWAI_LABELER_DATA": str(root), "GLOWAI_LABELER_DB": url,
+           "GLOWAI_LABELER_EVAL": os.pathsep.join(str(Path(e).resolve()) for e in evals),
+           "GLOWAI_LABELER_RUNS": os.pathsep.join(str(Path(r).resolve()) for r in runs)}
+    print(f"GlowAI studio on http://{args.host}:{args.port} for {root} (Ctrl+C to stop)", flush=True)
+    command = [sys.executable, "-m", "streamlit", "run", str(project / "apps" / "labeler" / "app.py"),
+               "--server.address", args.host, "--server.port", str(args.port), "--server.headless", "true",
+               "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
+    try:
+        return subprocess.call(command, env=env)
+    except KeyboardInterrupt:
+        return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -103,9 +104,12 @@ def _match(predicted: list[tuple[float, float]], circles: list[tuple[float, floa
     return len(used_p)
 
 
-def eval_acne(data: Path, weights: str | None = None, min_area: int = 4, progress: bool = True) -> dict:
+def eval_acne(data: Path, weights: str | None = None, min_area: int = 4, progress: bool = True,
+              on_photo: Callable[[int, int], None] | None = None) -> dict:
     """Lesion recall/precision, false positives per photo, count error and Spearman(count, grade)
-    on ACNE04 photos. Faces are analysed as faces when found, else in whole-frame mode."""
+    on ACNE04 photos. Faces are analysed as faces when found, else in whole-frame mode.
+    per_image keeps, for error analysis, the predicted lesion centres and the expert circles (in
+    the photo's pixels) and the skin-tone category; `on_photo(done, total)` reports progress."""
     from scipy.stats import spearmanr
 
     from core.pipeline import AnalyzeOptions, Analyzer
@@ -123,7 +127,9 @@ def eval_acne(data: Path, weights: str | None = None, min_area: int = 4, progres
                                              require_model=not baseline, detector=face_analyzer.options.detector))
     whole_frame, per_image, counts, grades = 0, {}, [], []
     matched = total_pred = total_truth = 0
-    for path in tqdm(paths, desc="acne", disable=not progress):
+    for done, path in enumerate(tqdm(paths, desc="acne", disable=not progress)):
+        if on_photo is not None:
+            on_photo(done, len(paths))
         try:
             analysis = face_analyzer.analyze(path)
         except NoFaceError:
@@ -141,14 +147,16 @@ def eval_acne(data: Path, weights: str | None = None, min_area: int = 4, progres
         counts.append(len(predicted))
         grades.append(grade)
         entry = {"predicted": len(predicted), "grade": grade, "mode": "face" if analysis.face_index is not None
-                 else "whole_frame"}
+                 else "whole_frame", "tone": analysis.report["skin_tone"]["category"],
+                 "points": [[round(x, 1), round(y, 1)] for x, y in predicted]}
         if path.name in circles:
             truth = circles[path.name]
             hits = _match(predicted, truth)
             matched += hits
             total_pred += len(predicted)
             total_truth += len(truth)
-            entry.update(truth=len(truth), matched=hits, false_positives=len(predicted) - hits)
+            entry.update(truth=len(truth), matched=hits, false_positives=len(predicted) - hits,
+                         circles=[[round(v, 1) for v in circle] for circle in truth])
         per_image[path.name] = entry
     model_name = BASELINE if baseline else face_analyzer.segmenter().spec.name
     face_analyzer.close()

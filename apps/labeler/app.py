@@ -1,0 +1,31 @@
+"""GlowAI studio (Streamlit): curation of synthetic data and error analysis of the model.
+
+Start it with `glowai labeler --data DIR [--db URL] [--port P]`, which sets GLOWAI_LABELER_DATA
+and GLOWAI_LABELER_DB and runs `streamlit run` on this file.
+"""
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # `streamlit run` puts only this folder on the path
+    sys.path.insert(0, str(ROOT))
+
+from apps.labeler.common import curator  # noqa: E402
+
+st.set_page_config(page_title="GlowAI studio", layout="wide")
+PAGES = Path(__file__).parent / "pages"
+navigation = st.navigation({
+    "Curate": [st.Page(PAGES / "review.py", title="Review", icon=":material/grid_view:", default=True),
+               st.Page(PAGES / "inspect.py", title="Inspect", icon=":material/zoom_in:"),
+               st.Page(PAGES / "stats.py", title="Dataset stats", icon=":material/bar_chart:"),
+               st.Page(PAGES / "export.py", title="Export", icon=":material/ios_share:")],
+    "Model": [st.Page(PAGES / "errors.py", title="Error analysis", icon=":material/troubleshoot:"),
+              st.Page(PAGES / "compare.py", title="Compare", icon=":material/compare:")],
+})
+with st.sidebar:
+    st.session_state["curator"] = st.text_input("Curator", value=curator(), max_chars=64,
+                                                help="recorded with every decision in the audit log")
+navigation.run()
