@@ -16,7 +16,7 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts only this folder on the pa
 from apps.labeler.common import curator  # noqa: E402
 
 st.set_page_config(page_title="GlowAI studio", layout="wide")
-PAGES = Path(__file__).parent / "pages"
+PAGES = Path(__file__).parent / "views"  # not pages/, which Streamlit would list on its own
 navigation = st.navigation({
     "Curate": [st.Page(PAGES / "review.py", title="Review", icon=":material/grid_view:", default=True),
                st.Page(PAGES / "inspect.py", title="Inspect", icon=":material/zoom_in:"),

@@ -15,12 +15,13 @@ TONES = ["very light", "light", "intermediate", "tan", "brown", "dark"]
 
 
 def _explode_classes(table: pd.DataFrame) -> pd.DataFrame:
-    return table.explode("classes").rename(columns={"classes": "class"}).dropna(subset=["class"])
+    return table.explode("classes", ignore_index=True).rename(columns={"classes": "class"}).dropna(subset=["class"])
 
 
 def balance_heatmap(table: pd.DataFrame) -> go.Figure:
     """Samples per class (rows) and primary severity (columns)."""
-    counts = pd.crosstab(_explode_classes(table)["class"], _explode_classes(table)["primary_severity"])
+    exploded = _explode_classes(table)
+    counts = pd.crosstab(exploded["class"], exploded["primary_severity"])
     counts = counts.reindex(index=[c.name for c in CONDITIONS], columns=[0, 1, 2, 3], fill_value=0)
     figure = px.imshow(counts, text_auto=True, color_continuous_scale="Blues", aspect="auto",
                        labels={"x": "severity", "y": "class", "color": "samples"},
