@@ -111,3 +111,82 @@ def artifacts() -> Path:
     folder = Path(os.environ.get("GLOWAI_ARTIFACTS", ROOT / "out" / "test-artifacts"))
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """A real 12-sample procedural dataset (256 px) made from the CC0 examples (read-only: copy to change it)."""
+    from synth.dataset import RunConfig, run
+
+    out = tmp_path_factory.mktemp("tiny-synth") / "ds"
+    run(RunConfig(backend="procedural", faces=str(EXAMPLES), seed=3, size=256), 12, out, workers=1, progress=False)
+    return out
+
+
+@pytest.fixture
+def dataset_copy(tiny_dataset, tmp_path) -> Path:
+    """A private copy of the tiny dataset that a test may curate, revise and export."""
+    import shutil
+
+    target = tmp_path / "ds"
+    shutil.copytree(tiny_dataset, target)
+    return target
+
+
+def make_acne04_like(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Two 640x640 photos named like ACNE04 (grade in the name), red spots drawn on one, with
+    expert circles in acne04v2_lesions.json at twice the pixel scale. Returns (clean, spotted)."""
+    import json
+
+    import cv2
+
+    from core.imageio import load_image
+
+    (folder / "images").mkdir(parents=True)
+    face = cv2.resize(load_image(EXAMPLES / "portrait-001.jpg"), (640, 640))
+    spots = [(300, 420), (350, 430), (250, 300)]
+    spotted = face.copy()
+    for x, y in spots:
+        cv2.circle(spotted, (x, y), 5, (200, 40, 50), -1)
+    cv2.imwrite(str(folder / "images" / "levle2_1.jpg"), cv2.cvtColor(spotted, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(folder / "images" / "levle0_2.jpg"), cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
+    lesions = {"images": [{"id": 0, "file_name": "levle2_1.jpg", "width": 1280, "height": 1280}],
+               "annotations": [{"id": i, "image_id": 0, "radius": 16, "coordinates": [2 * x, 2 * y]}
+                               for i, (x, y) in enumerate(spots)]}
+    (folder / "acne04v2_lesions.json").write_text(json.dumps(lesions))
+    return face, spotted
+
+
+@pytest.fixture(scope="session")
+def acne_folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("acne") / "acne04-like"
+    make_acne04_like(folder)
+    return folder
+
+
+def _postgres_url() -> str | None:
+    url = os.environ.get("GLOWAI_TEST_PG_URL")
+    if not url:
+        if os.environ.get("CI"):
+            raise RuntimeError("GLOWAI_TEST_PG_URL is not set on CI: .ci/run must start PostgreSQL")
+        return None
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    """A fresh, empty curation database: SQLite in tmp_path, or the PostgreSQL that .ci/run starts
+    (scripts/test_postgres.sh; GLOWAI_TEST_PG_URL), emptied first."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'curation.db'}"
+    url = _postgres_url()
+    if url is None:
+        pytest.skip("no PostgreSQL for tests (run scripts/test_postgres.sh start and export GLOWAI_TEST_PG_URL)")
+    import sqlalchemy as sa
+
+    from core.curation.store import metadata
+
+    engine = sa.create_engine(url)
+    metadata.drop_all(engine)
+    engine.dispose()
+    return url

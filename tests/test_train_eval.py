@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import cv2
@@ -15,6 +14,7 @@ from core.errors import GlowAIError
 from core.evaluate_model import _match, compare, eval_acne, eval_segmentation, red_spots
 from core.train import TrainConfig, augment, confusion, iou_from_confusion, train
 from synth.dataset import RunConfig, run
+from tests.conftest import make_acne04_like
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples"
 TINY = dict(encoder="tu-mobilenetv3_small_050", decoder_channels=(16, 16, 8, 8, 8), batch=4, patch=64,
@@ -99,21 +99,8 @@ def test_lesion_matching_is_one_to_one():
 
 def test_eval_acne_on_a_tiny_acne04_like_folder(tmp_path, trained):
     """Two 640x640 photos with drawn red spots and their circles; the red-spot baseline finds them."""
-    from core.imageio import load_image
-
     folder = tmp_path / "acne"
-    (folder / "images").mkdir(parents=True)
-    face = cv2.resize(load_image(EXAMPLES / "portrait-001.jpg"), (640, 640))
-    spots = [(300, 420), (350, 430), (250, 300)]
-    annotated = face.copy()
-    for x, y in spots:
-        cv2.circle(annotated, (x, y), 5, (200, 40, 50), -1)
-    cv2.imwrite(str(folder / "images" / "levle2_1.jpg"), cv2.cvtColor(annotated, cv2.COLOR_RGB2BGR))
-    cv2.imwrite(str(folder / "images" / "levle0_2.jpg"), cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
-    lesions = {"images": [{"id": 0, "file_name": "levle2_1.jpg", "width": 1280, "height": 1280}],
-               "annotations": [{"id": i, "image_id": 0, "radius": 16, "coordinates": [2 * x, 2 * y]}
-                               for i, (x, y) in enumerate(spots)]}
-    (folder / "acne04v2_lesions.json").write_text(json.dumps(lesions))
+    face, annotated = make_acne04_like(folder)
     baseline = eval_acne(folder, "baseline:redspot", progress=False)
     assert {"recall", "precision", "fp_per_image", "count_mae", "spearman", "whole_frame", "per_image"} <= set(baseline)
     assert baseline["recall"] == 1.0 and baseline["annotated"] == 1 and baseline["photos"] == 2

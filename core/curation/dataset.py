@@ -50,7 +50,7 @@ def with_review(manifest: pd.DataFrame, statuses: pd.DataFrame, tags: pd.DataFra
     """The manifest with `status` (latest decision or 'unreviewed') and `tags` (tuple) columns."""
     status = dict(zip(statuses["sample_id"], statuses["status"], strict=True)) if len(statuses) else {}
     out = manifest.copy()
-    out["status"] = out["id"].map(status).fillna(UNREVIEWED)
+    out["status"] = out["id"].map(lambda sample: status.get(sample, UNREVIEWED))
     grouped = tags.groupby("sample_id")["tag"].apply(lambda t: tuple(sorted(t))).to_dict() if len(tags) else {}
     out["tags"] = out["id"].map(lambda s: grouped.get(s, ()))
     return out
