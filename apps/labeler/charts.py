@@ -60,7 +60,8 @@ def status_bar(table: pd.DataFrame) -> go.Figure:
 
 
 def confusion_heatmap(matrix: pd.DataFrame, title: str) -> go.Figure:
-    figure = px.imshow(matrix, text_auto=True, color_continuous_scale="Purples", aspect="auto", title=title,
+    figure = px.imshow(matrix.to_numpy(), x=[str(c) for c in matrix.columns], y=[str(i) for i in matrix.index],
+                       text_auto=True, color_continuous_scale="Purples", aspect="auto", title=title,
                        labels={"x": matrix.columns.name or "predicted", "y": matrix.index.name or "truth",
-                               "color": "photos"})
+                               "color": "photos"})  # string labels: categories, not a numeric axis
     return figure.update_layout(height=360, margin={"t": 50, "b": 10})

@@ -135,7 +135,8 @@ body {{font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; 
 table.table {{border-collapse: collapse; margin: 1em 0}}
 table.table td, table.table th {{padding: 4px 10px; border-bottom: 1px solid #ddd; text-align: right}}
 .gallery {{display: flex; flex-wrap: wrap; gap: 12px}}
-figure {{margin: 0; width: 220px; font-size: 12px}}
+figure {{margin: 0; width: 330px; font-size: 12px}}
+figure img {{width: 100%}}
 .note {{color: #666; font-size: 13px}}
 </style></head><body>
 <h1>{html.escape(title)}</h1>

@@ -35,16 +35,22 @@ st.caption(f"**{len(selected):,}** of {len(table):,} samples match · "
            + " · ".join(f"{name} {counts.get(name, 0):,}" for name in (UNREVIEWED, *STATUSES))
            + " · masks: " + legend_markdown())
 
+
+
+def bulk_decide(ids: list[str], action: str) -> None:
+    """One transaction for the whole filtered set; the confirmation box is cleared afterwards."""
+    done = db.decide(ids, action, curator())
+    st.session_state["review_bulk_sure"] = False
+    st.toast(f"{done:,} samples marked {action}")
+
+
 with st.expander(f"Bulk action on all {len(selected):,} filtered samples"):
     left, right = st.columns(2)
     with left:
         action = st.radio("Decision", STATUSES, horizontal=True, key="review_bulk_action")
         sure = st.checkbox(f"Yes, record '{action}' for all {len(selected):,}", key="review_bulk_sure")
-        if st.button("Apply to the filtered set", disabled=not sure or selected.empty, key="review_bulk_go"):
-            done = db.decide(selected["id"].tolist(), action, curator())
-            st.session_state["review_bulk_sure"] = False
-            st.toast(f"{done:,} samples marked {action}")
-            st.rerun()
+        st.button("Apply to the filtered set", disabled=not sure or selected.empty, key="review_bulk_go",
+                  on_click=bulk_decide, args=(selected["id"].tolist(), action))
     with right:
         bulk_tag = st.text_input("Tag to add", key="review_bulk_tag")
         if st.button("Tag the filtered set", disabled=not bulk_tag.strip() or selected.empty, key="review_bulk_tag_go"):

@@ -1,0 +1,103 @@
+"""The studio as a curator sees it: `glowai labeler` served for real, driven by headless chromium.
+Screenshots of Review and Error analysis go to out/test-artifacts/; the exported HTML report is
+opened in chromium too."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tests.conftest import ROOT
+
+playwright = pytest.importorskip("playwright.sync_api")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+if not os.path.exists(CHROMIUM):
+    if os.environ.get("CI"):
+        raise RuntimeError("chromium is missing on CI: .ci/run must install it (apt-get install chromium)")
+    pytest.skip("no chromium here (apt-get install chromium)", allow_module_level=True)
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+WAIT_MS = 120_000
+
+
+@pytest.fixture(scope="module")
+def studio_url(tiny_dataset, acne_folder, tmp_path_factory):
+    root = tmp_path_factory.mktemp("studio") / "ds"
+    shutil.copytree(tiny_dataset, root)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = open(tmp_path_factory.mktemp("studio-log") / "studio.log", "w+")  # noqa: SIM115 - closed below
+    process = subprocess.Popen([sys.executable, "-m", "core.cli", "labeler", "--data", str(root), "--port", str(port),
+                                "--eval", str(acne_folder)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(url + "_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            log.seek(0)
+            pytest.fail(f"the studio did not start:\n{log.read()[-3000:]}")
+        time.sleep(0.5)
+    yield url, root
+    process.terminate()
+    process.wait(timeout=20)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1500, "height": 1100})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    yield page
+    context.close()
+
+
+def test_review_page(page, studio_url, artifacts):
+    url, _ = studio_url
+    page.goto(url, wait_until="domcontentloaded")
+    page.get_by_text("In focus:").wait_for()
+    page.locator("img").nth(3).wait_for()  # the grid pictures arrived
+    assert page.get_by_role("button", name="Accept").count() >= 1
+    page.screenshot(path=str(artifacts / "studio-review.png"), full_page=True)
+
+
+def test_error_analysis_page_and_html_report(page, studio_url, artifacts):
+    url, root = studio_url
+    page.goto(url + "errors", wait_until="domcontentloaded")
+    page.get_by_role("button", name="Run the analysis").click()
+    page.get_by_text("lesion recall").wait_for()
+    page.get_by_text("Failure gallery").wait_for()
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(artifacts / "studio-error-analysis.png"), full_page=True)
+
+    page.goto(url + "export", wait_until="domcontentloaded")
+    page.get_by_role("button", name="Build the report").click()
+    page.get_by_text("wrote reports/").wait_for()
+    report = sorted((root / "reports").glob("report-*.html"))[-1]
+    page.goto(report.as_uri(), wait_until="load")
+    page.locator(".main-svg").first.wait_for()  # plotly drew the charts from the inlined library
+    assert page.title() == "GlowAI studio report"
+    assert page.get_by_text("Error analysis: glowai-unet-small__acne04-like").count() == 1
+    page.screenshot(path=str(artifacts / "studio-report.png"), full_page=True)
