@@ -85,7 +85,7 @@ def test_export_uses_revisions_and_writes_per_class_masks(dataset_copy):
 
 def test_an_export_killed_midway_leaves_no_version(dataset_copy):
     root = dataset_copy
-    slow = f"""
+    slow = """
         import sys, time, pandas as pd
         from pathlib import Path
         from core.curation.dataset import load_manifest
@@ -94,7 +94,7 @@ def test_an_export_killed_midway_leaves_no_version(dataset_copy):
         root = Path(sys.argv[1])
         manifest = load_manifest(root)
         big = pd.concat([manifest] * 200, ignore_index=True)  # 2400 rows: long enough to be killed in
-        big["id"] = [f"x{{i:05d}}" for i in range(len(big))]
+        big["id"] = [f"x{i:05d}" for i in range(len(big))]
         print("begin", flush=True)
         export_version(root, big, Store(default_url(root), root))
         """
