@@ -152,3 +152,31 @@ def test_stakeholder_report_is_one_self_contained_page():
     assert page.count("<script") >= 2 and "Report &lt;test&gt;" in page and "x&lt;y" in page
     assert "<script src=" not in page and "<link" not in page  # nothing fetched from the network
     assert page.count("plotly.js v") <= 2  # the library is inlined once, not per chart
+
+
+def test_image_level_eval_on_a_csv(tmp_path, tiny_weights):
+    from core.curation.errors import image_level_eval
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("portrait-001.jpg", "portrait-057.jpg"):
+        (images / name).write_bytes((ROOT / "data" / "examples" / name).read_bytes())
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,acne,redness\nportrait-001.jpg,1,0\nportrait-057.jpg,0,0\n")
+    seen = []
+    table = image_level_eval(labels, images, str(tiny_weights), on_photo=lambda done, total: seen.append((done, total)))
+    assert seen == [(0, 2), (1, 2)]
+    assert list(table["file"]) == ["portrait-001.jpg", "portrait-057.jpg"]
+    assert {"acne", "acne_pred", "acne_severity", "redness_pred", "tone"} <= set(table.columns)
+    assert set(per_class_scores(table)["condition"]) == {"acne", "redness"}
+    hostile = tmp_path / "hostile.csv"
+    hostile.write_text("file,acne\n../labels.csv,1\n")
+    with pytest.raises(GlowAIError, match="outside"):
+        image_level_eval(hostile, images, str(tiny_weights))
+
+
+def test_labeler_command_refuses_a_folder_without_a_manifest(tmp_path, capsys):
+    from core.cli import main
+
+    assert main(["labeler", "--data", str(tmp_path)]) == 2
+    assert "no manifest.parquet" in capsys.readouterr().err
