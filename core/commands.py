@@ -154,7 +154,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_labeler(args: argparse.Namespace) -> int:
     import os
-    import subprocess
 
     from core.curation.dataset import load_manifest
     from core.curation.store import Store, default_url
@@ -173,7 +172,5 @@ def cmd_labeler(args: argparse.Namespace) -> int:
     command = [sys.executable, "-m", "streamlit", "run", str(project / "apps" / "labeler" / "app.py"),
                "--server.address", args.host, "--server.port", str(args.port), "--server.headless", "true",
                "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
-    try:
-        return subprocess.call(command, env=env)
-    except KeyboardInterrupt:
-        return 0
+    os.execve(sys.executable, command, env)  # streamlit takes over this process: signals reach it directly
+    return 0  # not reached

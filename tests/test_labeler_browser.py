@@ -81,6 +81,11 @@ def test_review_page(page, studio_url, artifacts):
     page.locator("img").nth(3).wait_for()  # the grid pictures arrived
     assert page.get_by_role("button", name="Accept").count() >= 1
     page.screenshot(path=str(artifacts / "studio-review.png"), full_page=True)
+    first = page.get_by_text("In focus:").inner_text()
+    page.get_by_role("heading", name="Review").click()  # focus the page, not a text box
+    page.keyboard.press("a")  # the Accept shortcut: records a decision and moves to the next sample
+    page.get_by_text("accepted 1").first.wait_for()
+    assert page.get_by_text("In focus:").inner_text() != first
 
 
 def test_error_analysis_page_and_html_report(page, studio_url, artifacts):
