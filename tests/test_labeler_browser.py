@@ -67,7 +67,7 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1500, "height": 1100})
+    context = browser.new_context(viewport={"width": 1500, "height": 2600})  # Streamlit scrolls inside: a tall window shows it all
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
     yield page
