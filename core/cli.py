@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="serve the Gradio demo (offline on the embedded models)")
     demo.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 to share on a network)")
     demo.add_argument("--port", type=int, default=7860)
-    demo.add_argument("--queue-size", type=int, default=16, help="requests waiting beyond this get a busy message")
+    demo.add_argument("--queue-size", type=int, default=48, help="requests waiting beyond this get a busy message")
     demo.set_defaults(func=cmd_demo)
 
     labeler = sub.add_parser("labeler", help="the Streamlit curation studio for a synthetic dataset")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import signal
+import sys
 import tempfile
 
 
@@ -22,11 +24,13 @@ def private_temp_dir() -> str:
     return os.environ["GRADIO_TEMP_DIR"]
 
 
-def serve(host: str | None = None, port: int | None = None, queue_size: int = 16, share: bool = False,
+def serve(host: str | None = None, port: int | None = None, queue_size: int = 48, share: bool = False,
           block: bool = True):
     """Build and launch the demo; returns the Blocks (when `block` is False the server runs in a thread)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     private_temp_dir()
+    if block:  # a stopped server (SIGTERM, as from a Space or systemd) still removes its temporary files
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     from apps.demo.ui import launch
 
     return launch(host, port, queue_size=queue_size, share=share, block=block)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import json
+import os
 import tempfile
 import time
 from collections import deque
@@ -123,7 +124,8 @@ def scratch_file(name: str, payload: bytes, max_age_s: float = 600.0) -> str:
 
 @lru_cache(maxsize=1)
 def _scratch() -> Path:
-    return Path(tempfile.mkdtemp(prefix="glowai-downloads-"))
+    """Inside the server's private temporary folder (apps.demo.private_temp_dir), removed at exit."""
+    return Path(tempfile.mkdtemp(prefix="glowai-downloads-", dir=os.environ.get("GRADIO_TEMP_DIR")))
 
 
 # ---------------------------------------------------------------- Analyze

@@ -212,7 +212,7 @@ def build_demo() -> gr.Blocks:
     return demo
 
 
-def launch(host: str | None = None, port: int | None = None, queue_size: int = 16, share: bool = False,
+def launch(host: str | None = None, port: int | None = None, queue_size: int = 48, share: bool = False,
            block: bool = True) -> gr.Blocks:
     """Queue, limits and server settings for the built demo; `host`/`port` None use Gradio's
     environment (GRADIO_SERVER_NAME / _PORT, as on a Space) or 127.0.0.1:7860."""

@@ -1,0 +1,129 @@
+"""Load on the launched demo: many gradio_client users running Analyze at once, then a burst past
+a small queue.
+
+Phase 1: `--users` clients (default 32) start together and each runs /analyze `--calls` times on a
+CC0 portrait against a demo with the default queue; reports errors, p50/p95 latency, throughput,
+the server's peak memory, and (baseline, same run) one user alone.
+Phase 2: a demo with `--small-queue` places (default 4) takes the same burst: requests beyond the
+queue must get a clear busy message, the rest must succeed, and the server must keep serving.
+Run: .venv/bin/python bench/load_demo.py [--users 32] [--calls 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+from common import ROOT, percentiles
+
+SHOWN = ["Acne", "Redness", "Texture", "Dryness"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start(queue_size: int | None, temp: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    command = [sys.executable, "-m", "core.cli", "demo", "--port", str(port)]
+    if queue_size is not None:
+        command += ["--queue-size", str(queue_size)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": temp}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    for _ in range(240):
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return process, url
+        except OSError:
+            time.sleep(0.5)
+    process.kill()
+    raise SystemExit("the demo did not start")
+
+
+def peak_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as handle:
+        return next(int(line.split()[1]) / 1024 for line in handle if line.startswith("VmHWM:"))
+
+
+def burst(url: str, users: int, calls: int, photo: str) -> tuple[list[float], list[str]]:
+    from gradio_client import Client, handle_file
+
+    clients = [Client(url, verbose=False) for _ in range(users)]
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    gate = threading.Barrier(users)
+
+    def user(client: Client) -> None:
+        gate.wait()
+        for _ in range(calls):
+            start_time = time.perf_counter()
+            try:
+                client.predict(handle_file(photo), "Face 1 (largest)", False, SHOWN, api_name="/analyze")
+                with lock:
+                    latencies.append((time.perf_counter() - start_time) * 1000)
+            except Exception as err:  # noqa: BLE001 - every failure is counted and shown
+                with lock:
+                    errors.append(" ".join(str(err).split())[:120] or type(err).__name__)
+
+    threads = [threading.Thread(target=user, args=(c,)) for c in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return latencies, errors
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=32)
+    parser.add_argument("--calls", type=int, default=2)
+    parser.add_argument("--small-queue", type=int, default=4)
+    parser.add_argument("--photo", default=str(ROOT / "data" / "examples" / "portrait-001.jpg"))
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="glowai-load-") as temp:
+        process, url = start(None, temp)
+        try:
+            alone, _ = burst(url, 1, 5, args.photo)  # warm-up and the one-user baseline
+            began = time.perf_counter()
+            latencies, errors = burst(url, args.users, args.calls, args.photo)
+            took = time.perf_counter() - began
+            memory = peak_rss_mb(process.pid)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+        (a50, _), (p50, p95) = percentiles(alone[1:]), percentiles(latencies or [float("nan")])
+        print(f"phase 1: {args.users} users x {args.calls} /analyze calls, default queue")
+        print(f"  errors: {len(errors)}" + (f" (first: {errors[0]})" if errors else ""))
+        print(f"  latency p50 {p50:.0f} ms, p95 {p95:.0f} ms (one user alone: p50 {a50:.0f} ms); "
+              f"{len(latencies) / took:.2f} analyses/s")
+        print(f"  server peak memory {memory:.0f} MiB")
+
+        process, url = start(args.small_queue, temp)
+        try:
+            latencies, errors = burst(url, args.users, 1, args.photo)
+            after, after_errors = burst(url, 1, 1, args.photo)
+            alive = process.poll() is None
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+        busy = [e for e in errors if "queue is full" in e.lower()]
+        print(f"phase 2: {args.users} users at once, queue of {args.small_queue}")
+        print(f"  served {len(latencies)}, told busy {len(busy)} ({busy[0] if busy else '-'}), "
+              f"other errors {len(errors) - len(busy)}")
+        print(f"  server alive afterwards: {alive}; next request served: {len(after) == 1 and not after_errors}")
+
+
+if __name__ == "__main__":
+    main()
