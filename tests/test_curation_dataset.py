@@ -180,3 +180,23 @@ def test_labeler_command_refuses_a_folder_without_a_manifest(tmp_path, capsys):
 
     assert main(["labeler", "--data", str(tmp_path)]) == 2
     assert "no manifest.parquet" in capsys.readouterr().err
+
+
+def test_symlinks_cannot_lead_reads_or_writes_out_of_the_dataset(dataset_copy, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.png").write_bytes(b"secret")
+    (dataset_copy / "images" / "evil.png").symlink_to(outside / "secret.png")
+    with pytest.raises(GlowAIError, match="outside the dataset"):
+        sample_path(dataset_copy, "images/evil.png")
+    (dataset_copy / "revisions").mkdir()
+    (dataset_copy / "revisions" / "s1").symlink_to(outside, target_is_directory=True)
+    with Store(default_url(dataset_copy), dataset_copy) as store:
+        with pytest.raises(GlowAIError, match="outside the dataset"):
+            store.add_revision("s1", b"mask", "test", "ana")
+        assert store.revisions("s1").empty
+        (dataset_copy / "versions").symlink_to(outside, target_is_directory=True)
+        table = with_review(load_manifest(dataset_copy), store.statuses(), store.tags())
+        with pytest.raises(GlowAIError, match="outside the dataset"):
+            export_version(dataset_copy, table.head(1), store)
+    assert sorted(p.name for p in outside.iterdir()) == ["secret.png"]

@@ -43,6 +43,8 @@ def export_version(root: Path, accepted: pd.DataFrame, store: Store, note: str =
         raise GlowAIError("nothing to export: accept some samples first")
     versions = root / "versions"
     versions.mkdir(exist_ok=True)
+    if not versions.resolve().is_relative_to(root):
+        raise GlowAIError(f"{versions} leads outside the dataset folder (a symlink?); refusing to write there")
     for stale in versions.glob(".partial-*"):
         shutil.rmtree(stale, ignore_errors=True)
     name = next_version(root)

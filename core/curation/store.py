@@ -221,7 +221,7 @@ class Store:
                 revisions.c.sample_id == sample_id)).scalar() or 0
             number = last + 1
             relative = f"revisions/{sample_id}/r{number:03d}.png"
-            write_atomic(self.root / relative, mask_png)  # before the commit: a row never points at nothing
+            write_atomic(self.resolve(relative), mask_png)  # before the commit: a row never points at nothing
             conn.execute(sa.insert(revisions).values(sample_id=sample_id, revision=number, path=relative,
                                                      operation=operation, curator=who, at=_now()))
             self._audit(conn, who, "revise", [sample_id], revision=number, operation=operation)
