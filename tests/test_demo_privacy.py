@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -18,28 +19,33 @@ from tests.conftest import EXAMPLES, ROOT
 gradio_client = pytest.importorskip("gradio_client")
 
 
-def test_uploads_leave_no_trace_after_the_server_stops(tmp_path):
-    tmp = tmp_path / "tmp"
-    tmp.mkdir()
+def start_demo(tmp: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    """`glowai demo` in its own process with TMPDIR=tmp (so its private folder lands there)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if k != "GRADIO_TEMP_DIR"}
     env.update(TMPDIR=str(tmp), HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
-    log = tmp_path / "server.log"
-    with open(log, "w") as out:
+    with open(log, "a") as out:
         server = subprocess.Popen([sys.executable, "-m", "core.cli", "demo", "--port", str(port)], cwd=ROOT, env=env,
                                   stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return server, url
+        except OSError:
+            assert server.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.5)
+
+
+def test_uploads_leave_no_trace_after_the_server_stops(tmp_path):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    log = tmp_path / "server.log"
+    server, url = start_demo(tmp, log)
     try:
-        url = f"http://127.0.0.1:{port}/"
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
-                time.sleep(0.5)
         selfie = tmp_path / "jane-doe-private-selfie.jpg"
         selfie.write_bytes((EXAMPLES / "portrait-006.jpg").read_bytes())
         broken = tmp_path / "jane-doe-broken.jpg"
@@ -64,3 +70,60 @@ def test_uploads_leave_no_trace_after_the_server_stops(tmp_path):
     leftovers = [p for p in tmp.rglob("*") if p.is_file()]
     assert leftovers == []  # ...and nothing of it, nor of the pictures made from it, is left
     assert "jane-doe" not in log.read_text()  # no file name of a visitor's photo in the server's output
+
+
+def test_a_killed_server_leaves_its_photos_only_until_the_next_start(tmp_path):
+    from apps.demo import PREFIX, remove_orphans
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = tmp_path / f"{PREFIX}killed"
+    (orphan / "upload").mkdir(parents=True)
+    (orphan / "upload" / "selfie.jpg").write_bytes(b"photo")
+    (orphan / "server.pid").write_text(str(dead.pid))  # a server that was SIGKILLed: no exit handler ran
+    alive = tmp_path / f"{PREFIX}alive"
+    alive.mkdir()
+    (alive / "server.pid").write_text(str(os.getpid()))
+    starting = tmp_path / f"{PREFIX}starting"  # no pid file yet, just created: left alone
+    starting.mkdir()
+    assert remove_orphans(tmp_path) == [orphan]
+    assert not orphan.exists() and alive.is_dir() and starting.is_dir()
+
+
+def test_a_demo_killed_mid_request_restarts_clean(tmp_path):
+    import threading
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    log = tmp_path / "server.log"
+    server, url = start_demo(tmp, log)
+    client = gradio_client.Client(url, verbose=False)
+    photo = gradio_client.handle_file(str(EXAMPLES / "portrait-057.jpg"))
+    outcome = []
+    request = threading.Thread(target=lambda: outcome.append(_try(lambda: client.predict(
+        photo, "Face 1 (largest)", False, ["Acne"], api_name="/analyze"))))
+    request.start()
+    time.sleep(1.0)  # the upload is in and the analysis (first one: models loading) is running
+    server.send_signal(signal.SIGKILL)
+    server.wait(timeout=30)
+    request.join(timeout=60)
+    first = [p for p in tmp.iterdir() if p.name.startswith("glowai-demo-")]
+    assert len(first) == 1  # killed: its folder is still there...
+    server, url = start_demo(tmp, log)
+    try:
+        assert not first[0].exists()  # ...until the next start removes it
+        report = gradio_client.Client(url, verbose=False).predict(photo, "Face 1 (largest)", False, ["Acne"],
+                                                                  api_name="/analyze")[5]
+        assert report["mode"] == "face"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    assert outcome and outcome[0] is not None  # the interrupted request failed on the client, not silently
+
+
+def _try(call):
+    try:
+        call()
+    except Exception as err:  # noqa: BLE001 - any failure of the interrupted request is the expected outcome
+        return err
+    return None

@@ -13,15 +13,46 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
+from pathlib import Path
+
+PREFIX = "glowai-demo-"
 
 
 def private_temp_dir() -> str:
-    """Point GRADIO_TEMP_DIR at a fresh folder removed at exit (unless the caller chose one)."""
+    """Point GRADIO_TEMP_DIR at a fresh folder removed at exit (unless the caller chose one).
+
+    The folder holds its server's pid; folders left by servers that were killed (no exit
+    handler ran) are removed here, so a crash does not leave visitors' photos behind for long."""
     if not os.environ.get("GRADIO_TEMP_DIR"):
-        folder = tempfile.mkdtemp(prefix="glowai-demo-")
+        remove_orphans(Path(tempfile.gettempdir()))
+        folder = tempfile.mkdtemp(prefix=PREFIX)
+        (Path(folder) / "server.pid").write_text(str(os.getpid()))
         os.environ["GRADIO_TEMP_DIR"] = folder
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
     return os.environ["GRADIO_TEMP_DIR"]
+
+
+def remove_orphans(parent: Path) -> list[Path]:
+    """Delete demo temp folders whose server process is gone; returns what was removed."""
+    removed = []
+    for folder in parent.glob(f"{PREFIX}*"):
+        try:
+            pid = int((folder / "server.pid").read_text())
+        except (OSError, ValueError):  # no pid yet: a server starting right now, unless it is old
+            if time.time() - folder.stat().st_mtime < 60:
+                continue
+        else:
+            try:
+                os.kill(pid, 0)
+                continue  # its server is running
+            except PermissionError:
+                continue  # running, as another user
+            except ProcessLookupError:
+                pass  # its server is gone
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
 
 
 def serve(host: str | None = None, port: int | None = None, queue_size: int = 48, share: bool = False,
