@@ -190,3 +190,31 @@ def db_url(request, tmp_path) -> str:
     metadata.drop_all(engine)
     engine.dispose()
     return url
+
+
+def start_demo(tmp: Path, log: Path, *extra: str):
+    """`glowai demo` in its own process with TMPDIR=tmp (so its private folder lands there):
+    (process, url). `extra` goes to the command line."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "GRADIO_TEMP_DIR"}
+    env.update(TMPDIR=str(tmp), HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
+    with open(log, "a") as out:
+        server = subprocess.Popen([sys.executable, "-m", "core.cli", "demo", "--port", str(port), *extra], cwd=ROOT, env=env,
+                                  stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return server, url
+        except OSError:
+            assert server.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.5)

@@ -125,3 +125,11 @@ def test_without_a_dataset_the_studio_says_how_to_start(monkeypatch):
     app = streamlit_testing.AppTest.from_file(APP, default_timeout=60)
     app.run()
     assert "glowai labeler --data DIR" in app.error[0].value
+
+
+def test_a_hostile_manifest_path_is_refused_not_followed(studio):
+    manifest = pd.read_parquet(studio / "manifest.parquet")
+    manifest.loc[0, "image"] = "../../../../etc/passwd"
+    manifest.to_parquet(studio / "manifest.parquet", index=False)
+    app = open_page("review")
+    assert any("outside the dataset folder" in w.value for w in app.warning)

@@ -104,7 +104,16 @@ def sample_mask(record: dict) -> tuple[np.ndarray, str]:
 
 def triptych(record: dict, width: int = 200, mask: np.ndarray | None = None,
              classes: tuple[str, ...] | None = None) -> np.ndarray:
-    """Generated image | mask overlay | clean face, side by side, each `width` wide."""
+    """Generated image | mask overlay | clean face, side by side, each `width` wide; a grey card
+    (and a warning) when the sample's files are missing or point outside the dataset."""
+    try:
+        return _triptych(record, width, mask, classes)
+    except (GlowAIError, OSError) as err:
+        st.warning(f"{record.get('id')}: {err}")
+        return np.full((width, 3 * width, 3), 200, np.uint8)
+
+
+def _triptych(record: dict, width: int, mask: np.ndarray | None, classes: tuple[str, ...] | None) -> np.ndarray:
     root = data_root()
     image = read_rgb(sample_path(root, record["image"]))
     clean = read_rgb(sample_path(root, record["clean"]), width)
