@@ -106,3 +106,51 @@ def test_error_analysis_page_and_html_report(page, studio_url, artifacts):
     assert page.title() == "GlowAI studio report"
     assert page.get_by_text("Error analysis: glowai-unet-small__acne04-like").count() == 1
     page.screenshot(path=str(artifacts / "studio-report.png"), full_page=True)
+
+
+def test_a_studio_killed_mid_request_loses_no_decision(page, tiny_dataset, tmp_path):
+    """Decisions made in the page, then the server SIGKILLed while it serves: on restart the
+    database is intact and every decision is there."""
+    import signal
+    import sqlite3
+
+    root = tmp_path / "ds"
+    shutil.copytree(tiny_dataset, root)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "core.cli", "labeler", "--data", str(root), "--port", str(port)]
+    url = f"http://127.0.0.1:{port}/"
+
+    def serve() -> subprocess.Popen:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(180):
+            try:
+                urllib.request.urlopen(url + "_stcore/health", timeout=2)
+                return process
+            except OSError:
+                time.sleep(0.5)
+        process.kill()
+        pytest.fail("the studio did not start")
+
+    server = serve()
+    page.goto(url, wait_until="domcontentloaded")
+    page.get_by_text("In focus:").wait_for()
+    page.locator("img").nth(3).wait_for()  # the page has finished its first run
+    page.get_by_role("heading", name="Review").click()
+    for count in (1, 2, 3):
+        page.keyboard.press("a")
+        page.get_by_text(f"accepted {count}").first.wait_for()
+    page.goto(url + "stats", wait_until="domcontentloaded")  # a request in flight...
+    os.kill(server.pid, signal.SIGKILL)  # ...when the server dies
+    server.wait(timeout=30)
+    with sqlite3.connect(root / "curation.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert db.execute("SELECT count(*) FROM decisions WHERE status = 'accepted'").fetchone()[0] == 3
+    server = serve()
+    try:
+        page.goto(url, wait_until="domcontentloaded")
+        page.get_by_text("accepted 3").first.wait_for()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
