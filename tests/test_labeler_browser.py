@@ -27,6 +27,16 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 WAIT_MS = 120_000
 
 
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL: Streamlit can take its time to close while a browser is connected."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
 @pytest.fixture(scope="module")
 def studio_url(tiny_dataset, acne_folder, tmp_path_factory):
     root = tmp_path_factory.mktemp("studio") / "ds"
@@ -52,8 +62,7 @@ def studio_url(tiny_dataset, acne_folder, tmp_path_factory):
             pytest.fail(f"the studio did not start:\n{log.read()[-3000:]}")
         time.sleep(0.5)
     yield url, root
-    process.terminate()
-    process.wait(timeout=20)
+    stop(process)
     log.close()
 
 
@@ -152,5 +161,4 @@ def test_a_studio_killed_mid_request_loses_no_decision(page, tiny_dataset, tmp_p
         page.goto(url, wait_until="domcontentloaded")
         page.get_by_text("accepted 3").first.wait_for()
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop(server)
