@@ -17,7 +17,7 @@ def test_face_choice_round_trip():
     choices = h.face_choices(3)
     assert choices[0] == "Face 1 (largest)"
     assert [h.face_index(c) for c in choices] == [0, 1, 2]
-    assert h.face_index(None) == 0
+    assert h.face_index(None) == 0 and h.face_index("Face x") == 0 and h.face_index("Face ") == 0
 
 
 def test_user_errors_are_escaped_and_not_logged():

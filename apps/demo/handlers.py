@@ -95,9 +95,8 @@ def _need(photo: str | None, what: str = "a photo") -> str:
 
 def face_index(choice: str | None) -> int:
     """'Face 2' -> 1; anything else -> 0 (the largest face)."""
-    if choice and choice.startswith(FACE_CHOICE_PREFIX):
-        return max(0, int(choice[len(FACE_CHOICE_PREFIX):].split()[0]) - 1)
-    return 0
+    number = choice[len(FACE_CHOICE_PREFIX):].split(" ", 1)[0] if choice and choice.startswith(FACE_CHOICE_PREFIX) else ""
+    return max(0, int(number) - 1) if number.isdigit() else 0
 
 
 def face_choices(count: int) -> list[str]:
@@ -114,9 +113,12 @@ def scratch_file(name: str, payload: bytes, max_age_s: float = 600.0) -> str:
     folder = _scratch()
     now = time.time()
     for old in folder.glob("*/*"):
-        if now - old.stat().st_mtime > max_age_s:
-            old.unlink(missing_ok=True)
-            old.parent.rmdir()
+        try:  # another request may be pruning the same file right now
+            if now - old.stat().st_mtime > max_age_s:
+                old.unlink()
+                old.parent.rmdir()
+        except OSError:
+            continue
     target = Path(tempfile.mkdtemp(dir=folder)) / name
     target.write_bytes(payload)
     return str(target)
