@@ -29,6 +29,11 @@ def private_temp_dir() -> str:
         folder = tempfile.mkdtemp(prefix=PREFIX)
         (Path(folder) / "server.pid").write_text(str(os.getpid()))
         os.environ["GRADIO_TEMP_DIR"] = folder
+        # Libraries' own scratch files go there too (onnxruntime writes a telemetry session file
+        # into TMPDIR when it loads), so a stopped server leaves nothing in the system temp folder.
+        scratch = Path(folder) / "tmp"
+        scratch.mkdir()
+        os.environ["TMPDIR"] = tempfile.tempdir = str(scratch)
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
     return os.environ["GRADIO_TEMP_DIR"]
 
