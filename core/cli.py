@@ -235,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default="cpu")
     train.add_argument("--name", default="glowai-unet", help="model name written into the checkpoint")
     train.add_argument("--pretrained", action="store_true", help="ImageNet encoder weights (needs the network)")
+    train.add_argument("--init", metavar="W", help="fine-tune: start from these weights (registry name or "
+                       ".safetensors path) instead of random ones; the architecture must match")
     train.add_argument("--resume", action="store_true")
     train.add_argument("--quiet", action="store_true")
     train.set_defaults(func=cmd_train)

@@ -127,7 +127,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                          lr=args.lr, loss=args.loss, size=args.size, patch=args.patch, seed=args.seed,
                          device=args.device, name=args.name,
                          decoder_channels=tuple(int(v) for v in args.decoder_channels.split(",")),
-                         val_limit=args.val_limit, pretrained=args.pretrained, class_weight=args.class_weight)
+                         val_limit=args.val_limit, pretrained=args.pretrained, class_weight=args.class_weight,
+                         init=args.init)
     best = train(config, resume=args.resume, progress=not args.quiet)
     print(f"best val mIoU {best['miou']:.4f} at epoch {best.get('epoch')}; checkpoint {Path(args.out) / 'best.safetensors'}")
     return 0

@@ -104,78 +104,107 @@ def _match(predicted: list[tuple[float, float]], circles: list[tuple[float, floa
     return len(used_p)
 
 
-def eval_acne(data: Path, weights: str | None = None, min_area: int = 4, progress: bool = True,
-              on_photo: Callable[[int, int], None] | None = None) -> dict:
-    """Lesion recall/precision, false positives per photo, count error and Spearman(count, grade)
-    on ACNE04 photos. Faces are analysed as faces when found, else in whole-frame mode.
-    per_image keeps, for error analysis, the predicted lesion centres and the expert circles (in
-    the photo's pixels) and the skin-tone category; `on_photo(done, total)` reports progress."""
-    from scipy.stats import spearmanr
-
+def acne_analyses(data: Path, weights: str | None = None, progress: bool = True,
+                  on_photo: Callable[[int, int], None] | None = None, thresholds: dict | None = None):
+    """Yield (photo path, Analysis) for every ACNE04 photo in `data`/images: analysed as a face when
+    one is found, else in whole-frame mode (`analysis.face_index` is None then)."""
     from core.pipeline import AnalyzeOptions, Analyzer
     from core.segmentation import SegmenterOptions
 
-    data = Path(data)
-    circles = _lesions(data)
-    paths = sorted((data / "images").glob("*.jpg"))
+    paths = sorted((Path(data) / "images").glob("*.jpg"))
     if not paths:
         raise GlowAIError(f"{data}/images: no photos")
     baseline = weights == BASELINE
-    seg_options = SegmenterOptions(weights=None if baseline else weights)
+    seg_options = SegmenterOptions(weights=None if baseline else weights, thresholds=thresholds)
     face_analyzer = Analyzer(AnalyzeOptions(segmenter=seg_options, segment=not baseline, require_model=not baseline))
     frame_analyzer = Analyzer(AnalyzeOptions(segmenter=seg_options, segment=not baseline, whole_frame=True,
                                              require_model=not baseline, detector=face_analyzer.options.detector))
-    whole_frame, per_image, counts, grades = 0, {}, [], []
+    try:
+        for done, path in enumerate(tqdm(paths, desc="acne", disable=not progress)):
+            if on_photo is not None:
+                on_photo(done, len(paths))
+            try:
+                yield path, face_analyzer.analyze(path)
+            except NoFaceError:
+                yield path, frame_analyzer.analyze(path)
+    finally:
+        face_analyzer.close()
+        frame_analyzer.close()
+
+
+def lesion_points(spots: np.ndarray, scale: float, min_area: int = 4) -> list[tuple[float, float]]:
+    """Centres of the connected components of `spots` (bool, analysed pixels) of at least
+    `min_area` px, in the photo's own pixels (analysed pixels / `scale`)."""
+    count, _, stats, centroids = cv2.connectedComponentsWithStats(spots.astype(np.uint8), connectivity=8)
+    return [(float(centroids[k][0] / scale), float(centroids[k][1] / scale))
+            for k in range(1, count) if stats[k, cv2.CC_STAT_AREA] >= min_area]
+
+
+def grade_of(name: str) -> int | None:
+    """ACNE04's global grade from a file name (levleN_...), None when it has none."""
+    match = re.match(r"levle(\d)", name)
+    return int(match.group(1)) if match else None
+
+
+def score_acne(photos: dict[str, dict], circles: dict[str, list]) -> dict:
+    """Lesion metrics from per-photo entries holding `points` (predicted lesion centres, photo
+    pixels); entries of annotated photos gain truth / matched / false_positives / circles."""
+    from scipy.stats import spearmanr
+
     matched = total_pred = total_truth = 0
-    for done, path in enumerate(tqdm(paths, desc="acne", disable=not progress)):
-        if on_photo is not None:
-            on_photo(done, len(paths))
-        try:
-            analysis = face_analyzer.analyze(path)
-        except NoFaceError:
-            analysis = frame_analyzer.analyze(path)
-            whole_frame += 1
-        if baseline:
-            spots = red_spots(analysis.image, analysis.regions.skin)
-        else:
-            spots = analysis.segmentation.label_map == 1
-        count, _, stats, centroids = cv2.connectedComponentsWithStats(spots.astype(np.uint8), connectivity=8)
-        keep = [k for k in range(1, count) if stats[k, cv2.CC_STAT_AREA] >= min_area]
-        scale = 1.0 / analysis.scale  # back to the photo's own pixels (the circles are in those)
-        predicted = [(float(centroids[k][0] * scale), float(centroids[k][1] * scale)) for k in keep]
-        grade = int(re.match(r"levle(\d)", path.name).group(1)) if re.match(r"levle(\d)", path.name) else None
-        counts.append(len(predicted))
-        grades.append(grade)
-        entry = {"predicted": len(predicted), "grade": grade, "mode": "face" if analysis.face_index is not None
-                 else "whole_frame", "tone": analysis.report["skin_tone"]["category"],
-                 "points": [[round(x, 1), round(y, 1)] for x, y in predicted]}
-        if path.name in circles:
-            truth = circles[path.name]
-            hits = _match(predicted, truth)
+    counts, grades = [], []
+    for name, entry in photos.items():
+        entry["predicted"] = len(entry["points"])
+        entry["grade"] = grade_of(name)
+        counts.append(entry["predicted"])
+        grades.append(entry["grade"])
+        if name in circles:
+            truth = circles[name]
+            hits = _match(entry["points"], truth)
             matched += hits
-            total_pred += len(predicted)
+            total_pred += entry["predicted"]
             total_truth += len(truth)
-            entry.update(truth=len(truth), matched=hits, false_positives=len(predicted) - hits,
+            entry.update(truth=len(truth), matched=hits, false_positives=entry["predicted"] - hits,
                          circles=[[round(v, 1) for v in circle] for circle in truth])
-        per_image[path.name] = entry
-    model_name = BASELINE if baseline else face_analyzer.segmenter().spec.name
-    face_analyzer.close()
-    frame_analyzer.close()
-    annotated = [e for e in per_image.values() if "truth" in e]
+    annotated = [e for e in photos.values() if "truth" in e]
     valid = [(c, g) for c, g in zip(counts, grades, strict=True) if g is not None]
     rho = spearmanr([c for c, _ in valid], [g for _, g in valid]).statistic if len(valid) > 2 else float("nan")
     return {
-        "model": model_name,
-        "photos": len(paths),
+        "photos": len(photos),
         "annotated": len(annotated),
         "recall": round(matched / total_truth, 4) if total_truth else None,
         "precision": round(matched / total_pred, 4) if total_pred else None,
         "fp_per_image": round(sum(e["false_positives"] for e in annotated) / max(1, len(annotated)), 3),
         "count_mae": round(float(np.mean([abs(e["predicted"] - e["truth"]) for e in annotated])), 3) if annotated else None,
         "spearman": round(float(rho), 4),
-        "whole_frame": whole_frame,
-        "per_image": per_image,
     }
+
+
+def eval_acne(data: Path, weights: str | None = None, min_area: int = 4, progress: bool = True,
+              on_photo: Callable[[int, int], None] | None = None) -> dict:
+    """Lesion recall/precision, false positives per photo, count error and Spearman(count, grade)
+    on ACNE04 photos. Faces are analysed as faces when found, else in whole-frame mode.
+    per_image keeps, for error analysis, the predicted lesion centres and the expert circles (in
+    the photo's pixels) and the skin-tone category; `on_photo(done, total)` reports progress."""
+    data = Path(data)
+    circles = _lesions(data)
+    baseline = weights == BASELINE
+    per_image, model_name = {}, BASELINE
+    for path, analysis in acne_analyses(data, weights, progress, on_photo):
+        if baseline:
+            spots = red_spots(analysis.image, analysis.regions.skin)
+        else:
+            spots = analysis.segmentation.label_map == 1
+            model_name = analysis.segmentation.model
+        points = lesion_points(spots, analysis.scale, min_area)
+        per_image[path.name] = {"mode": "face" if analysis.face_index is not None else "whole_frame",
+                                "tone": analysis.report["skin_tone"]["category"],
+                                "points": points}
+    scores = score_acne(per_image, circles)
+    for entry in per_image.values():
+        entry["points"] = [[round(x, 1), round(y, 1)] for x, y in entry["points"]]
+    return {"model": model_name, **scores,
+            "whole_frame": sum(e["mode"] == "whole_frame" for e in per_image.values()), "per_image": per_image}
 
 
 def compare(run_a: Path, run_b: Path, out_png: Path | None = None) -> pd.DataFrame:

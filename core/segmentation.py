@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from core.errors import WeightsError
-from core.labels import LABELS, NUM_CLASSES
+from core.labels import CONDITIONS, LABELS, NUM_CLASSES
 
 RUNTIMES = ("auto", "torch-fp32", "torch-bf16", "torch-fp16", "onnx")
 
@@ -30,6 +30,9 @@ class SegmenterOptions:
     device: str = "cpu"
     runtime: str = "auto"
     allow_network: bool = False  # may the registry download hub weights?
+    # class name -> probability from which that class is labelled even where another is likelier;
+    # None = the model spec's calibrated thresholds (its card says how they were chosen)
+    thresholds: dict[str, float] | None = None
 
 
 @dataclass
@@ -37,7 +40,8 @@ class Segmentation:
     """Per-pixel result in pixels of the analysed image.
 
     probabilities: float32 (C, H, W), softmax over `core.labels.LABELS`; outside the crop the
-        background channel is 1. label_map: uint8 (H, W), argmax restricted to skin (0 elsewhere).
+        background channel is 1. label_map: uint8 (H, W), argmax restricted to skin (0 elsewhere),
+        except where a class with a decision threshold reaches it (`SegmenterOptions.thresholds`).
     """
 
     probabilities: np.ndarray
@@ -95,6 +99,11 @@ class Segmenter:
             self.model = self.model.to(memory_format=torch.channels_last)
         self._onnx = self._onnx_session(path) if self.runtime == "onnx" else None
         self._lock = threading.Lock()
+        thresholds = self.options.thresholds if self.options.thresholds is not None else (self.spec.thresholds or {})
+        unknown = set(thresholds) - {label.name for label in CONDITIONS}
+        if unknown:
+            raise ValueError(f"thresholds for unknown classes {sorted(unknown)}")
+        self.thresholds = [(label.index, float(thresholds[label.name])) for label in CONDITIONS if label.name in thresholds]
 
     def _choose_runtime(self) -> str:
         runtime = self.options.runtime
@@ -157,7 +166,10 @@ class Segmenter:
         probs /= probs.sum(axis=0, keepdims=True)
         crop_probs = np.stack([cv2.resize(p, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR) for p in probs])
         probabilities[:, y0:y1, x0:x1] = crop_probs
-        label_map[y0:y1, x0:x1] = crop_probs.argmax(axis=0).astype(np.uint8)
+        crop_labels = crop_probs.argmax(axis=0).astype(np.uint8)
+        for index, threshold in self.thresholds:
+            crop_labels[crop_probs[index] >= threshold] = index
+        label_map[y0:y1, x0:x1] = crop_labels
         label_map[~skin] = 0
         return Segmentation(probabilities, label_map, self.spec.name, self.runtime)
 

@@ -51,6 +51,7 @@ class TrainConfig:
     device: str = "cpu"
     pretrained: bool = False  # ImageNet encoder weights (needs the network)
     name: str = "glowai-unet"
+    init: str | None = None  # start from these weights (registry name or .safetensors; same architecture)
 
 
 def _load_split(data: Path, split: str, limit: int | None = None) -> tuple[list[np.ndarray], list[np.ndarray], pd.DataFrame]:
@@ -185,6 +186,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
                          decoder_channels=list(config.decoder_channels))
     else:
         model = build_model("Unet", config.encoder, decoder_channels=list(config.decoder_channels))
+    if config.init and not (resume and state_path.is_file()):
+        _load_init(model, config.init)
     model.to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     steps_per_epoch = max(1, len(train_images) * config.patches_per_image // config.batch)
@@ -255,6 +258,18 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
             print(f"epoch {epoch + 1}: loss {row['loss']:.4f}, val mIoU {miou:.3f} "
                   + ", ".join(f"{k} {v:.2f}" for k, v in per_class.items()), flush=True)
     return best
+
+
+def _load_init(model, init: str) -> None:
+    """Fine-tuning: copy the weights of `init` (a registry name or a .safetensors path) into `model`."""
+    from weights import load_state_dict, lookup, resolve
+
+    tensors, _ = load_state_dict(resolve(lookup(init), allow_network=False))
+    try:
+        model.load_state_dict({name: tensor.float() for name, tensor in tensors.items()}, strict=True)
+    except RuntimeError as err:
+        raise GlowAIError(f"--init {init}: its weights do not fit this model (same --encoder and "
+                          f"--decoder-channels needed): {str(err).splitlines()[0][:120]}") from None
 
 
 def _append_csv(path: Path, row: dict) -> None:

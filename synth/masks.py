@@ -33,7 +33,7 @@ PATCH_AREA = {0: (0.01, 0.03), 1: (0.04, 0.09), 2: (0.09, 0.18), 3: (0.18, 0.32)
 @dataclass(frozen=True)
 class LayoutOptions:
     margin: float = 0.09  # distance kept from eyes, brows and lips, in eye-distance units
-    acne_radius: tuple[float, float] = (0.012, 0.028)  # papule radius range, eye-distance units
+    acne_radius: tuple[float, float] = (0.01, 0.04)  # papule radius range, eye-distance units
 
 
 @dataclass

@@ -71,6 +71,24 @@ def test_train_writes_a_run_and_resumes(trained, dataset):
               progress=False)
 
 
+def test_init_fine_tunes_from_given_weights(trained, dataset, tmp_path):
+    from weights import load_state_dict
+
+    start = load_state_dict(trained / "best.safetensors")[0]
+    still = {**TINY, "lr": 1e-12}  # one epoch that barely moves the weights
+    train(TrainConfig(data=str(dataset), out=str(tmp_path / "ft"), epochs=1, init=str(trained / "best.safetensors"),
+                      **still), progress=False)
+    train(TrainConfig(data=str(dataset), out=str(tmp_path / "scratch"), epochs=1, **still), progress=False)
+    name = next(k for k in start if k.endswith("weight") and start[k].ndim == 4)
+    fine_tuned = load_state_dict(tmp_path / "ft" / "last.safetensors")[0][name]
+    scratch = load_state_dict(tmp_path / "scratch" / "last.safetensors")[0][name]
+    assert (fine_tuned - start[name]).abs().max() < 1e-6
+    assert (scratch - start[name]).abs().max() > 1e-4
+    with pytest.raises(GlowAIError, match="do not fit"):
+        train(TrainConfig(data=str(dataset), out=str(tmp_path / "bad"), epochs=1, init=str(trained / "best.safetensors"),
+                          **{**still, "decoder_channels": (32, 16, 8, 8, 8)}), progress=False)
+
+
 def test_eval_segmentation_reports_every_key(trained, dataset):
     result = eval_segmentation(dataset, str(trained / "best.safetensors"), progress=False)
     assert {"miou", "per_class", "per_tone", "confusion", "per_sample"} <= set(result)

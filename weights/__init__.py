@@ -40,6 +40,7 @@ class WeightSpec:
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     arch_kwargs: dict | None = None  # extra smp constructor arguments (encoder_depth, decoder_channels, ...)
+    thresholds: dict | None = None  # class -> calibrated decision threshold (core.segmentation)
     file: str | None = None
     repo: str | None = None
     filename: str | None = None  # a file in `repo`; None for a whole diffusers repository
