@@ -71,6 +71,17 @@ def _metrics_markdown(run: Path) -> str:
                     "count_mae", "spearman", "whole_frame", "count", "photos")
             shown = {k: result[k] for k in keys if k in result}
             parts.append(f"- {title} (`{name}`): `{json.dumps(shown)}`")
+    calibration = run / "calibration-acne.json"
+    if calibration.is_file():
+        result = json.loads(calibration.read_text())
+        rows = {row["threshold"]: row for row in result["table"]}
+        chosen = rows.get(result["chosen"])
+        if chosen is not None:
+            held = {k: chosen["held_out"][k] for k in ("recall", "precision", "fp_per_image", "spearman")}
+            parts.append(f"- Acne decision threshold (`calibration-acne.json`, `scripts/calibrate_acne.py`): "
+                         f"{result['chosen'] or 'argmax'}, chosen on half of the ACNE04 photos for the most lesion "
+                         f"recall at <= {result['max_fp']} false positives per photo; on the other half: "
+                         f"`{json.dumps(held)}`")
     return "\n".join(parts) or "- (no evaluation found in the run folder)"
 
 

@@ -23,13 +23,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run")
     parser.add_argument("--name", default="glowai-unet-small")
+    parser.add_argument("--acne-threshold", type=float, help="calibrated acne decision threshold "
+                        "(scripts/calibrate_acne.py); without it the label map is the plain argmax")
     args = parser.parse_args()
     run = Path(args.run)
     spec = weights.spec_from_file(run / "best.safetensors")
     tensors, _ = weights.load_state_dict(run / "best.safetensors")
     half = {k: (v.half() if v.is_floating_point() else v) for k, v in tensors.items()}  # halves the repo size
     target = weights.WEIGHTS_DIR / f"{args.name}.safetensors"
+    thresholds = {"acne": args.acne_threshold} if args.acne_threshold is not None else None
     shipped = weights.WeightSpec(**{**spec.__dict__, "name": args.name, "file": target.name, "default": True,
+                                    "thresholds": thresholds,
                                     "description": "Embedded default: U-Net trained by this project on CC0 portraits "
                                                    "with procedural blemishes (see weights/" + args.name + ".md)."})
     weights.save_checkpoint(half, target, shipped)
@@ -40,6 +44,9 @@ def main() -> None:
             entry.update(arch=spec.arch, encoder=spec.encoder, arch_kwargs=spec.arch_kwargs, file=target.name,
                          sha256=weights.sha256_file(target), input_size=spec.input_size, mean=list(spec.mean),
                          std=list(spec.std), classes=list(spec.classes), description=shipped.description)
+            entry.pop("thresholds", None)
+            if thresholds:
+                entry["thresholds"] = thresholds
     weights.REGISTRY_FILE.write_text(json.dumps(registry, indent=2) + "\n")
     print(f"shipped {target} ({target.stat().st_size / 2**20:.1f} MB), sha256 {weights.sha256_file(target)[:12]}...")
 

@@ -35,6 +35,14 @@ def test_checkpoint_round_trip_carries_its_spec(tiny_weights):
     assert all(isinstance(t, torch.Tensor) for t in tensors.values()) and "name" in metadata
 
 
+def test_calibrated_thresholds_travel_with_the_checkpoint(tiny_weights, tmp_path):
+    spec = dataclasses.replace(weights.spec_from_file(tiny_weights), thresholds={"acne": 0.2})
+    tensors, _ = weights.load_state_dict(tiny_weights)
+    weights.save_checkpoint(tensors, tmp_path / "calibrated.safetensors", spec)
+    assert weights.lookup(tmp_path / "calibrated.safetensors").thresholds == {"acne": 0.2}
+    assert weights.spec_from_file(tiny_weights).thresholds is None
+
+
 def test_checksum_mismatch_is_refused(tiny_weights):
     spec = dataclasses.replace(weights.spec_from_file(tiny_weights), sha256="0" * 64)
     with pytest.raises(WeightsError, match="checksum mismatch"):
