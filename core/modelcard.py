@@ -103,7 +103,7 @@ def write_card(run: Path, target: Path) -> None:
                f"--decoder-channels {','.join(map(str, config['decoder_channels']))} --epochs {config['epochs']} "
                f"--batch {config['batch']} --lr {config['lr']} --loss {config['loss']} "
                f"--class-weight {config.get('class_weight', 1.0)} --patch {config['patch']} "
-               f"--name {config['name']}")
+               f"--name {config['name']}" + (f" --init {config['init']}" if config.get("init") else ""))
     target.write_text(CARD.format(
         license=spec.license.lower(), name=spec.name, encoder=spec.encoder, classes=", ".join(spec.classes[1:]),
         input_size=spec.input_size, mean=list(spec.mean), std=list(spec.std),

@@ -30,8 +30,8 @@ class SegmenterOptions:
     device: str = "cpu"
     runtime: str = "auto"
     allow_network: bool = False  # may the registry download hub weights?
-    # class name -> probability from which that class is labelled even where another is likelier;
-    # None = the model spec's calibrated thresholds (its card says how they were chosen)
+    # class name -> decision threshold: that class is labelled exactly where its probability reaches
+    # it (whether or not another class is likelier); None = the model spec's calibrated thresholds
     thresholds: dict[str, float] | None = None
 
 
@@ -41,7 +41,7 @@ class Segmentation:
 
     probabilities: float32 (C, H, W), softmax over `core.labels.LABELS`; outside the crop the
         background channel is 1. label_map: uint8 (H, W), argmax restricted to skin (0 elsewhere),
-        except where a class with a decision threshold reaches it (`SegmenterOptions.thresholds`).
+        except for classes with a decision threshold (`SegmenterOptions.thresholds`).
     """
 
     probabilities: np.ndarray
@@ -167,7 +167,12 @@ class Segmenter:
         crop_probs = np.stack([cv2.resize(p, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR) for p in probs])
         probabilities[:, y0:y1, x0:x1] = crop_probs
         crop_labels = crop_probs.argmax(axis=0).astype(np.uint8)
-        for index, threshold in self.thresholds:
+        for index, threshold in self.thresholds:  # a thresholded class is labelled where p >= threshold
+            below = (crop_labels == index) & (crop_probs[index] < threshold)
+            if below.any():  # there, the likeliest other class
+                others = crop_probs.copy()
+                others[index] = -1.0
+                crop_labels[below] = others.argmax(axis=0)[below]
             crop_labels[crop_probs[index] >= threshold] = index
         label_map[y0:y1, x0:x1] = crop_labels
         label_map[~skin] = 0

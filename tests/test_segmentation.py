@@ -30,18 +30,22 @@ def test_probabilities_and_label_map_restricted_to_skin(tiny_weights, portrait, 
     assert result.model == "tiny-test-unet" and result.runtime == "torch-fp32"
 
 
-def test_decision_threshold_labels_a_class_where_its_probability_reaches_it(tiny_weights, portrait, skin_mask):
+def test_decision_threshold_labels_a_class_exactly_where_its_probability_reaches_it(tiny_weights, portrait,
+                                                                                    skin_mask):
     options = {"weights": str(tiny_weights), "runtime": "torch-fp32"}
     with Segmenter(SegmenterOptions(**options)) as plain:
         base = plain.segment(portrait, skin_mask)
     acne = base.probabilities[1]
-    threshold = float(np.quantile(acne[skin_mask], 0.9))  # the top tenth of skin by acne probability
-    with Segmenter(SegmenterOptions(**options, thresholds={"acne": threshold})) as calibrated:
-        result = calibrated.segment(portrait, skin_mask)
-    lifted = skin_mask & (acne >= threshold)
-    assert (result.label_map[lifted] == 1).all()
-    assert np.array_equal(result.label_map[~lifted], base.label_map[~lifted])  # nothing else moves
-    assert (result.label_map == 1).sum() > (base.label_map == 1).sum()
+    for quantile in (0.9, 0.999):  # below and above the argmax's own acne pixels
+        threshold = float(np.quantile(acne[skin_mask], quantile))
+        with Segmenter(SegmenterOptions(**options, thresholds={"acne": threshold})) as calibrated:
+            result = calibrated.segment(portrait, skin_mask)
+        assert np.array_equal(result.label_map == 1, skin_mask & (acne >= threshold))
+        others = np.where(base.label_map != 1, base.label_map, 0)
+        kept = skin_mask & (base.label_map != 1) & (acne < threshold)
+        assert np.array_equal(result.label_map[kept], others[kept])  # other classes stay where they were
+        dropped = skin_mask & (base.label_map == 1) & (acne < threshold)
+        assert not (result.label_map[dropped] == 1).any()
     with pytest.raises(ValueError, match="unknown classes"):
         Segmenter(SegmenterOptions(**options, thresholds={"freckles": 0.2}))
 
