@@ -79,8 +79,9 @@ def _metrics_markdown(run: Path) -> str:
         if chosen is not None:
             held = {k: chosen["held_out"][k] for k in ("recall", "precision", "fp_per_image", "spearman")}
             parts.append(f"- Acne decision threshold (`calibration-acne.json`, `scripts/calibrate_acne.py`): "
-                         f"{result['chosen'] or 'argmax'}, chosen on half of the ACNE04 photos for the most lesion "
-                         f"recall at <= {result['max_fp']} false positives per photo; on the other half: "
+                         f"{result['chosen'] or 'argmax'}, chosen on half of the ACNE04 photos "
+                         f"({result.get('rule', 'the most recall at FP/photo <= ' + str(result['max_fp']))}); "
+                         f"on the other half: "
                          f"`{json.dumps(held)}`")
     return "\n".join(parts) or "- (no evaluation found in the run folder)"
 

@@ -170,9 +170,9 @@ class Segmenter:
         for index, threshold in self.thresholds:  # a thresholded class is labelled where p >= threshold
             below = (crop_labels == index) & (crop_probs[index] < threshold)
             if below.any():  # there, the likeliest other class
-                others = crop_probs.copy()
+                others = crop_probs[:, below]
                 others[index] = -1.0
-                crop_labels[below] = others.argmax(axis=0)[below]
+                crop_labels[below] = others.argmax(axis=0)
             crop_labels[crop_probs[index] >= threshold] = index
         label_map[y0:y1, x0:x1] = crop_labels
         label_map[~skin] = 0
