@@ -2,7 +2,8 @@
 
 The skin mask is the face oval minus eyes, brows, lips and nostrils, intersected with a colour
 model fitted to this face's own cheek and forehead pixels, which drops hair, glasses and
-shadows over the skin. Zones come from the mesh triangles, each assigned once to a zone on a
+beards over the skin. Around the eyes the mesh alone decides (shadows, dark circles and eyeshadow
+are skin) unless the ring is dark like a lens. Zones come from the mesh triangles, each assigned once to a zone on a
 canonical frontal face, so they follow the face on 3/4 views.
 """
 
@@ -30,13 +31,14 @@ ZONE_COLORS = {"forehead": (255, 209, 102), "left_cheek": (6, 214, 160), "right_
 @dataclass(frozen=True)
 class RegionOptions:
     """Skin-mask settings. Distances are in eye-distance units (outer eye corners), so they scale
-    with the face. Defaults were tuned on a CelebAMask-HQ dev subset (`glowai eval regions`)."""
+    with the face. Defaults were tuned on the CelebAMask-HQ dev subset that `glowai eval regions`
+    also reports on (the 2026-12 changes moved both halves of it alike: even 0.856, odd 0.853)."""
 
     # envelope: the mesh oval, raised at the forehead and grown outwards; colour decides inside it
     forehead_extension: float = 0.2  # fraction of face height added above the mesh forehead
-    oval_margin: float = 0.06
+    oval_margin: float = 0.03
     # margins around the parts that are never skin (negative: the mesh contours run wide of them)
-    eye_margin: float = -0.02
+    eye_margin: float = 0.0
     brow_margin: float = -0.01
     lip_margin: float = 0.0
     # colour model fitted to this face's own skin
@@ -49,6 +51,13 @@ class RegionOptions:
     prior_inside: float = 0.95  # prior probability of skin inside the mesh oval
     prior_outside: float = 0.5  # ... and in the envelope beyond it
     prior_forehead: float = 0.5  # ... and on the forehead, where fringes hang
+    # a ring this wide around the eyes where the mesh alone decides: under-eye shadows, dark
+    # circles and eyeshadow are skin, and the colour model would cut them out
+    eye_ring: float = 0.15
+    eye_ring_dark: float = 0.6  # ... unless its median lightness is below this fraction of the skin's (sunglasses)
+    # nostrils: pixels under the nose tip darker than this fraction of the median skin lightness
+    nostril_dark: float = 0.5
+    nostril_margin: float = 0.0
 
 
 @dataclass
@@ -115,8 +124,8 @@ def face_regions(image: np.ndarray, landmarks: np.ndarray, options: RegionOption
     below_tip = np.zeros(shape, bool)
     tip_y = local[4, 1]
     below_tip[int(max(0, tip_y)):, :] = True
-    nostrils = nose_tip & below_tip & (lab[..., 0] < 0.7 * l_median)
-    parts["nostrils"] = _dilate(nostrils, 0.01 * unit)
+    nostrils = nose_tip & below_tip & (lab[..., 0] < options.nostril_dark * l_median)
+    parts["nostrils"] = _dilate(nostrils, options.nostril_margin * unit)
     candidate &= ~parts["nostrils"]
     if options.use_colour_model:
         beyond = ~_poly(shape, local[contours["face_oval"]])
@@ -124,6 +133,7 @@ def face_regions(image: np.ndarray, landmarks: np.ndarray, options: RegionOption
         # the colour samples leave out the forehead, which a fringe may cover
         sample = core & ~forehead if (core & ~forehead).sum() > 200 else core
         skin = candidate & _colour_ok(lab, sample, oval_mask, beyond, forehead, unit, options)
+        skin |= _eye_rings(lab[..., 0], local, candidate, contours, unit, l_median, options)
         skin = _fill_small_holes(skin, candidate, max_area=(0.12 * unit) ** 2)
         skin = _open(skin, 0.012 * unit)
         skin = _keep_components_touching(skin, core)
@@ -227,6 +237,20 @@ def _fill_nearest(zone_map: np.ndarray, skin: np.ndarray) -> np.ndarray:
     filled = zone_map.copy()
     filled[missing] = zone_map[iy[missing], ix[missing]]
     return filled
+
+
+def _eye_rings(lightness: np.ndarray, local: np.ndarray, candidate: np.ndarray, contours: dict, unit: float,
+               l_median: float, options: RegionOptions) -> np.ndarray:
+    """Skin around each eye that the colour model may have cut out (shadows, dark circles,
+    eyeshadow). An eye whose ring is mostly dark is behind a lens or frame and gets nothing."""
+    rings = np.zeros(candidate.shape, bool)
+    if options.eye_ring <= 0:
+        return rings
+    for name in ("left_eye", "right_eye"):
+        ring = _dilate(_poly(candidate.shape, local[contours[name]]), options.eye_ring * unit) & candidate
+        if ring.any() and np.median(lightness[ring]) >= options.eye_ring_dark * l_median:
+            rings |= ring
+    return rings
 
 
 # -- colour model ---------------------------------------------------------------------------

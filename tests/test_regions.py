@@ -86,3 +86,46 @@ def test_whole_frame_mode_keeps_skin_and_drops_a_dark_background():
     assert regions.zone_names == ("whole_frame",)
     assert regions.skin[30:170, 30:170].mean() > 0.95
     assert regions.skin[:10].mean() < 0.05
+
+
+def _eye_rings(landmarks, shape, radius):
+    import cv2
+
+    contours = topology()["contours"]
+    unit = float(np.linalg.norm(landmarks[263, :2] - landmarks[33, :2]))
+    rings = []
+    for name in ("left_eye", "right_eye"):
+        eye = np.zeros(shape, np.uint8)
+        cv2.fillPoly(eye, [landmarks[contours[name], :2].round().astype(np.int32)], 1)
+        grown = cv2.dilate(eye, np.ones((3, 3), np.uint8), iterations=int(radius * unit))
+        rings.append(grown.astype(bool) & ~eye.astype(bool))
+    return rings
+
+
+def test_dark_circles_under_the_eyes_stay_skin(mesh_tools, portrait):
+    """Shadows and eyeshadow around the eyes are skin: a purple-brown ring painted there must
+    not be cut out by the colour model (it is, with the eye ring switched off)."""
+    from core.regions import RegionOptions
+
+    landmarks = _landmarks(mesh_tools, portrait)
+    shaded = portrait.copy()
+    rings = _eye_rings(landmarks, portrait.shape[:2], 0.1)
+    below = np.arange(portrait.shape[0])[:, None] > landmarks[[33, 263], 1].max()  # under the eyes only
+    ring = (rings[0] | rings[1]) & below
+    shaded[ring] = (0.4 * shaded[ring] + 0.6 * np.array([95, 60, 120])).astype(np.uint8)  # violet shadow
+    with_ring = face_regions(shaded, landmarks).skin
+    without = face_regions(shaded, landmarks, RegionOptions(eye_ring=0)).skin
+    assert with_ring[ring].mean() > 0.8
+    assert without[ring].mean() < with_ring[ring].mean() - 0.2
+
+
+def test_sunglasses_are_not_skin(mesh_tools, portrait):
+    """Near-black lenses over both eyes: the eye ring must not turn the lens into skin."""
+    landmarks = _landmarks(mesh_tools, portrait)
+    masked = portrait.copy()
+    lenses = np.zeros(portrait.shape[:2], bool)
+    for ring in _eye_rings(landmarks, portrait.shape[:2], 0.12):
+        lenses |= ring
+    masked[lenses] = 18
+    regions = face_regions(masked, landmarks)
+    assert regions.skin[lenses].mean() < 0.1
