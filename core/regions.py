@@ -1,10 +1,10 @@
 """Face regions: a skin mask and five zones, from face-mesh landmarks and a per-face skin-colour model.
 
 The skin mask is the face oval minus eyes, brows, lips and nostrils, intersected with a colour
-model fitted to this face's own cheek and forehead pixels, which drops hair, glasses and
-beards over the skin. Around the eyes the mesh alone decides (shadows, dark circles and eyeshadow
-are skin) unless the ring is dark like a lens. Zones come from the mesh triangles, each assigned once to a zone on a
-canonical frontal face, so they follow the face on 3/4 views.
+model fitted to this face's own cheek and forehead pixels, which drops hair, glasses and beards
+over the skin. In a ring around each eye the mesh alone decides (shadows, dark circles and
+eyeshadow are skin) unless the ring is dark like a lens. Zones come from the mesh triangles, each
+assigned once to a zone on a canonical frontal face, so they follow the face on 3/4 views.
 """
 
 from __future__ import annotations
