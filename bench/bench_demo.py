@@ -24,7 +24,7 @@ from common import ROOT, percentiles
 def start_demo(port: int, temp: str) -> tuple[subprocess.Popen, float]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": temp}
     start = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "core.cli", "demo", "--port", str(port)], cwd=ROOT, env=env,
+    process = subprocess.Popen([sys.executable, "-m", "apps.cli", "demo", "--port", str(port)], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while time.perf_counter() - start < 120:
         try:

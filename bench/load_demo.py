@@ -34,7 +34,7 @@ def free_port() -> int:
 
 def start(queue_size: int | None, temp: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    command = [sys.executable, "-m", "core.cli", "demo", "--port", str(port)]
+    command = [sys.executable, "-m", "apps.cli", "demo", "--port", str(port)]
     if queue_size is not None:
         command += ["--queue-size", str(queue_size)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": temp}

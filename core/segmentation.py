@@ -61,6 +61,22 @@ def build_model(arch: str, encoder: str, classes: int = NUM_CLASSES, **kwargs):
     return factory(encoder_name=encoder, encoder_weights=None, classes=classes, **kwargs)
 
 
+def lesion_peaks(heat: np.ndarray, threshold: float, radius: int = 2) -> np.ndarray:
+    """Lesion centres in a heatmap (float HxW in [0, 1]): local maxima within `radius` px that
+    reach `threshold`. Returns float32 (N, 3): x, y, peak value, strongest first."""
+    size = 2 * radius + 1
+    local_max = cv2.dilate(heat, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
+    maxima = ((heat >= threshold) & (heat >= local_max)).astype(np.uint8)
+    # a plateau gives several equal maxima side by side: one peak per connected group
+    count, labels, _, centroids = cv2.connectedComponentsWithStats(maxima, connectivity=8)
+    if count <= 1:
+        return np.zeros((0, 3), np.float32)
+    values = np.zeros(count, np.float32)
+    np.maximum.at(values, labels[maxima > 0], heat[maxima > 0])
+    peaks = np.column_stack([centroids[1:], values[1:]]).astype(np.float32)
+    return peaks[np.argsort(-peaks[:, 2], kind="stable")]
+
+
 def cpu_has_bf16() -> bool:
     try:
         flags = Path("/proc/cpuinfo").read_text()

@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.evaluate_model import _lesions, acne_analyses, lesion_points, score_acne  # noqa: E402
+from core.model.evaluate import _lesions, acne_analyses, lesion_points, score_acne  # noqa: E402
 from core.labels import label_by_name  # noqa: E402
 
 THRESHOLDS = (0.99, 0.98, 0.97, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05)

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import weights  # noqa: E402
-from core.modelcard import write_card  # noqa: E402
+from core.model.card import write_card  # noqa: E402
 
 
 def main() -> None:

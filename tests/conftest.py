@@ -80,7 +80,7 @@ def demo_server(tmp_path_factory):
     temp = tmp_path_factory.mktemp("demo-temp")
     log = open(tmp_path_factory.mktemp("demo-log") / "demo.log", "w+")  # noqa: SIM115 - closed below
     env = {**os.environ, "GRADIO_TEMP_DIR": str(temp), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
-    process = subprocess.Popen([sys.executable, "-m", "core.cli", "demo", "--port", str(port), "--queue-size", "8"],
+    process = subprocess.Popen([sys.executable, "-m", "apps.cli", "demo", "--port", str(port), "--queue-size", "8"],
                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 90
@@ -207,7 +207,7 @@ def start_demo(tmp: Path, log: Path, *extra: str):
     env = {k: v for k, v in os.environ.items() if k != "GRADIO_TEMP_DIR"}
     env.update(TMPDIR=str(tmp), HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
     with open(log, "a") as out:
-        server = subprocess.Popen([sys.executable, "-m", "core.cli", "demo", "--port", str(port), *extra], cwd=ROOT, env=env,
+        server = subprocess.Popen([sys.executable, "-m", "apps.cli", "demo", "--port", str(port), *extra], cwd=ROOT, env=env,
                                   stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 90

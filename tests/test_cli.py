@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.cli import main
+from apps.cli.main import main
 from tests.hostile import encode, hostile_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,7 +122,7 @@ def test_hostile_corpus_each_exits_2_with_one_line(tmp_path, portrait_path, caps
 def test_process_level_no_traceback_no_hang(tmp_path, portrait_path):
     corpus = hostile_corpus(tmp_path / "corpus", portrait_path)
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    proc = subprocess.run([sys.executable, "-m", "core.cli", "analyze", *corpus.values()],
+    proc = subprocess.run([sys.executable, "-m", "apps.cli", "analyze", *corpus.values()],
                           capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()

@@ -176,7 +176,7 @@ def test_image_level_eval_on_a_csv(tmp_path, tiny_weights):
 
 
 def test_labeler_command_refuses_a_folder_without_a_manifest(tmp_path, capsys):
-    from core.cli import main
+    from apps.cli.main import main
 
     assert main(["labeler", "--data", str(tmp_path)]) == 2
     assert "no manifest.parquet" in capsys.readouterr().err

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.cli import main
+from apps.cli.main import main
 from core.errors import GlowAIError
 from core.filters import (
     OneEuroFilter,

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from core.cli import main
+from apps.cli.main import main
 from core.errors import GlowAIError, ImageDecodeError
 from core.imageio import load_image
 from tests.conftest import EXAMPLES

@@ -15,7 +15,7 @@ def refuse(*args, **kwargs):
 socket.socket.connect = refuse
 socket.create_connection = refuse
 socket.getaddrinfo = refuse
-import core, core.pipeline, core.cli, core.evaluate, weights
+import core, core.pipeline, apps.cli.main, core.evaluate, weights
 heavy = sorted(m for m in ("torch", "mediapipe", "segmentation_models_pytorch", "onnxruntime", "gradio",
                            "streamlit", "diffusers") if m in sys.modules)
 print("heavy:", heavy)

@@ -45,7 +45,7 @@ def studio_url(tiny_dataset, acne_folder, tmp_path_factory):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     log = open(tmp_path_factory.mktemp("studio-log") / "studio.log", "w+")  # noqa: SIM115 - closed below
-    process = subprocess.Popen([sys.executable, "-m", "core.cli", "labeler", "--data", str(root), "--port", str(port),
+    process = subprocess.Popen([sys.executable, "-m", "apps.cli", "labeler", "--data", str(root), "--port", str(port),
                                 "--eval", str(acne_folder)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 90
@@ -128,7 +128,7 @@ def test_a_studio_killed_mid_request_loses_no_decision(page, tiny_dataset, tmp_p
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "core.cli", "labeler", "--data", str(root), "--port", str(port)]
+    command = [sys.executable, "-m", "apps.cli", "labeler", "--data", str(root), "--port", str(port)]
     url = f"http://127.0.0.1:{port}/"
 
     def serve() -> subprocess.Popen:

@@ -150,7 +150,7 @@ def test_run_is_resumable_deterministic_and_shards_merge(tmp_path):
 
 def test_sigkill_halfway_then_rerun_completes_exactly(tmp_path):
     out = tmp_path / "killed"
-    command = [sys.executable, "-m", "core.cli", "synth", "--faces", str(FACES), "--n", "40", "--out", str(out),
+    command = [sys.executable, "-m", "apps.cli", "synth", "--faces", str(FACES), "--n", "40", "--out", str(out),
                "--seed", "4", "--workers", "1", "--quiet"]
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.cli import main
+from apps.cli.main import main
 from core.errors import GlowAIError
-from core.evaluate_model import _match, compare, eval_acne, eval_segmentation, red_spots
-from core.train import TrainConfig, augment, confusion, iou_from_confusion, train
+from core.model.evaluate import _match, compare, eval_acne, eval_segmentation, red_spots
+from core.model.train import TrainConfig, augment, confusion, iou_from_confusion, train
 from synth.dataset import RunConfig, run
 from tests.conftest import make_acne04_like
 

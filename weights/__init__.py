@@ -41,6 +41,10 @@ class WeightSpec:
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     arch_kwargs: dict | None = None  # extra smp constructor arguments (encoder_depth, decoder_channels, ...)
     thresholds: dict | None = None  # class -> calibrated decision threshold (core.segmentation)
+    # a lesion-centre heatmap as one more output channel after the classes: acne lesions are its
+    # peaks at or above lesion_threshold (core.segmentation), counted one by one
+    lesion_head: bool = False
+    lesion_threshold: float = 0.5
     file: str | None = None
     repo: str | None = None
     filename: str | None = None  # a file in `repo`; None for a whole diffusers repository

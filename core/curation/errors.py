@@ -28,7 +28,7 @@ def hayashi_grade(count: int) -> int:
 
 
 def lesion_table(result: dict) -> pd.DataFrame:
-    """One row per photo of `core.evaluate_model.eval_acne`'s result, sorted worst first."""
+    """One row per photo of `core.model.evaluate.eval_acne`'s result, sorted worst first."""
     rows = []
     for name, entry in result["per_image"].items():
         truth = entry.get("truth")

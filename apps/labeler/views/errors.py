@@ -20,9 +20,9 @@ from core.curation.errors import (
     per_tone,
 )
 from core.errors import GlowAIError
-from core.evaluate_model import BASELINE, eval_acne
 from core.files import write_atomic
 from core.imageio import load_image
+from core.model.evaluate import BASELINE, eval_acne
 from weights import is_installed, specs
 
 EVAL_ENV = "GLOWAI_LABELER_EVAL"

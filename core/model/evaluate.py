@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from core.errors import GlowAIError, NoFaceError
 from core.labels import LABELS, NUM_CLASSES
-from core.train import confusion, iou_from_confusion
+from core.model.train import confusion, iou_from_confusion
 
 BASELINE = "baseline:redspot"
 

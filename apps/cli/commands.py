@@ -1,4 +1,4 @@
-"""`glowai` commands for data, filters and training (the parser lives in core/cli.py)."""
+"""`glowai` commands for data, filters and training (the parser lives in apps/cli/main.py)."""
 
 from __future__ import annotations
 
@@ -121,21 +121,25 @@ def cmd_retouch(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from core.train import TrainConfig, train
+    from core.model.train import TrainConfig, train
 
     config = TrainConfig(data=args.data, out=args.out, encoder=args.encoder, epochs=args.epochs, batch=args.batch,
                          lr=args.lr, loss=args.loss, size=args.size, patch=args.patch, seed=args.seed,
                          device=args.device, name=args.name,
                          decoder_channels=tuple(int(v) for v in args.decoder_channels.split(",")),
                          val_limit=args.val_limit, pretrained=args.pretrained, class_weight=args.class_weight,
-                         init=args.init)
+                         init=args.init, real=args.real, real_share=args.real_share, real_val=args.real_val,
+                         lesion_head=args.lesion_head, lesion_weight=args.lesion_weight,
+                         patches_per_image=args.patches_per_image, license=args.license)
     best = train(config, resume=args.resume, progress=not args.quiet)
-    print(f"best val mIoU {best['miou']:.4f} at epoch {best.get('epoch')}; checkpoint {Path(args.out) / 'best.safetensors'}")
+    lesions = f", lesion F1 {best['lesion_f1']:.4f}" if "lesion_f1" in best else ""
+    print(f"best val mIoU {best['miou']:.4f}{lesions} at epoch {best.get('epoch')}; "
+          f"checkpoint {Path(args.out) / 'best.safetensors'}")
     return 0
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from core.modelcard import push
+    from core.model.card import push
 
     folder, uploaded = push(Path(args.run), args.repo, Path(args.out) if args.out else None)
     if uploaded:

@@ -89,7 +89,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from core.evaluate import eval_detection, eval_makeup, eval_regions
 
     if args.what == "compare":
-        from core.evaluate_model import compare
+        from core.model.evaluate import compare
 
         if len(args.runs) != 2:
             raise GlowAIError("usage: glowai eval compare RUN_A RUN_B [--json OUT]")
@@ -104,14 +104,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not args.data:
         raise GlowAIError(f"glowai eval {args.what} needs --data DIR")
     if args.what == "segmentation":
-        from core.evaluate_model import eval_segmentation
+        from core.model.evaluate import eval_segmentation
 
         result = eval_segmentation(Path(args.data), args.weights, progress=not args.quiet)
         line = (f"{result['model']}: mIoU {result['miou']:.4f} over {result['count']} {result['split']} samples; "
                 + ", ".join(f"{k} {v:.3f}" for k, v in result["per_class"].items())
                 + f"; per-tone spread {result['per_tone_spread']}")
     elif args.what == "acne":
-        from core.evaluate_model import eval_acne
+        from core.model.evaluate import eval_acne
 
         result = eval_acne(Path(args.data), args.weights, progress=not args.quiet)
         line = (f"{result['model']}: lesion recall {result['recall']}, precision {result['precision']}, "
@@ -149,7 +149,7 @@ def cmd_weights(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from core.commands import cmd_demo, cmd_labeler, cmd_makeup, cmd_push, cmd_retouch, cmd_synth, cmd_train
+    from apps.cli.commands import cmd_demo, cmd_labeler, cmd_makeup, cmd_push, cmd_retouch, cmd_synth, cmd_train
 
     parser = argparse.ArgumentParser(prog="glowai", description="GlowAI: facial skin analysis and beauty filters. "
                                      "Describes cosmetic features; not a medical device.")
@@ -237,6 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--pretrained", action="store_true", help="ImageNet encoder weights (needs the network)")
     train.add_argument("--init", metavar="W", help="fine-tune: start from these weights (registry name or "
                        ".safetensors path) instead of random ones; the architecture must match")
+    train.add_argument("--real", metavar="DIR", help="ACNE04-like folder (images/ + acne04v2_lesions.json) whose "
+                       "expert lesion circles train the lesion head (the training split, never the dev photos)")
+    train.add_argument("--real-share", type=float, default=0.5, help="share of patches from --real photos")
+    train.add_argument("--real-val", type=int, default=40, help="--real photos held out for lesion validation")
+    train.add_argument("--lesion-head", action="store_true", help="add the lesion-centre heatmap output")
+    train.add_argument("--lesion-weight", type=float, default=1.0, help="weight of the heatmap loss")
+    train.add_argument("--patches-per-image", type=int, default=1, help="patches per synthetic image per epoch")
+    train.add_argument("--license", default="Apache-2.0", help="licence of the weights (follows the data)")
     train.add_argument("--resume", action="store_true")
     train.add_argument("--quiet", action="store_true")
     train.set_defaults(func=cmd_train)

@@ -1,0 +1,5 @@
+"""`python -m apps.cli ...` runs `glowai ...`."""
+
+from apps.cli.main import entry
+
+entry()
