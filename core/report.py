@@ -37,15 +37,20 @@ def severity(condition: str, area_pct: float, lesions: int) -> int:
     return int(round(100 * (1 - math.exp(-(area_pct / area_scale + lesions / count_scale)))))
 
 
-def condition_scores(label_map: np.ndarray, region: np.ndarray, min_lesion_px: int) -> dict[str, dict]:
-    """Scores of every condition inside the bool mask `region`."""
+def condition_scores(label_map: np.ndarray, region: np.ndarray, min_lesion_px: int,
+                     lesion_points: np.ndarray | None = None) -> dict[str, dict]:
+    """Scores of every condition inside the bool mask `region`. Acne lesions are the
+    `lesion_points` ((N, 2) int row, col inside the label map) that fall in `region` when a
+    lesion-centre model gave them, else the connected acne components of the label map."""
     pixels = int(region.sum())
     scores = {}
     for label in CONDITIONS:
         mask = (label_map == label.index) & region
         area = 100.0 * mask.sum() / pixels if pixels else 0.0
         lesions = 0
-        if mask.any():
+        if label.name == "acne" and lesion_points is not None:
+            lesions = int(region[lesion_points[:, 0], lesion_points[:, 1]].sum()) if len(lesion_points) else 0
+        elif mask.any():
             count, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
             lesions = int((stats[1:, cv2.CC_STAT_AREA] >= min_lesion_px).sum())
         scores[label.name] = {"area_pct": round(float(area), 2), "lesions": lesions,
@@ -59,8 +64,11 @@ def skin_tone(lab_median: tuple[float, float, float]) -> dict:
     return {"ita": round(ita, 1), "category": ita_category(ita), "lab": [round(v, 1) for v in lab_median]}
 
 
-def build_report(regions: FaceRegions, label_map: np.ndarray | None, quality: list[QualityCheck]) -> dict:
-    """Report body (JSON-ready). `label_map` None means no blemish model ran: conditions are null."""
+def build_report(regions: FaceRegions, label_map: np.ndarray | None, quality: list[QualityCheck],
+                 lesions: np.ndarray | None = None) -> dict:
+    """Report body (JSON-ready). `label_map` None means no blemish model ran: conditions are null.
+    `lesions`: acne lesion centres (N, 2+) x, y in analysed pixels from a lesion-centre model
+    (`Segmentation.lesions`); they give the acne counts."""
     skin_px = int(regions.skin.sum())
     min_lesion_px = max(3, int(MIN_LESION_FRACTION * skin_px))
     # work inside the bounding box of the skin: the rest of the photo holds nothing to count
@@ -68,14 +76,20 @@ def build_report(regions: FaceRegions, label_map: np.ndarray | None, quality: li
     box = (slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1)) if skin_px else (slice(0, 0), slice(0, 0))
     zone_map, skin = regions.zone_map[box], regions.skin[box]
     label_map = label_map[box] if label_map is not None else None
+    points = None
+    if lesions is not None and skin_px:
+        rows = np.clip(np.round(lesions[:, 1]).astype(int), 0, regions.skin.shape[0] - 1) - box[0].start
+        cols = np.clip(np.round(lesions[:, 0]).astype(int), 0, regions.skin.shape[1] - 1) - box[1].start
+        inside = (rows >= 0) & (rows < skin.shape[0]) & (cols >= 0) & (cols < skin.shape[1])
+        points = np.column_stack([rows[inside], cols[inside]])
     zones = {}
     for index, name in enumerate(regions.zone_names, start=1):
         mask = zone_map == index
         zones[name] = {
             "skin_pct": round(float(100.0 * mask.sum() / skin_px), 2) if skin_px else 0.0,
-            "conditions": condition_scores(label_map, mask, min_lesion_px) if label_map is not None else None,
+            "conditions": condition_scores(label_map, mask, min_lesion_px, points) if label_map is not None else None,
         }
-    overall = condition_scores(label_map, skin, min_lesion_px) if label_map is not None else None
+    overall = condition_scores(label_map, skin, min_lesion_px, points) if label_map is not None else None
     return {
         "zones": zones,
         "conditions": overall,

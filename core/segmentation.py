@@ -19,8 +19,9 @@ import cv2
 import numpy as np
 
 from core.errors import WeightsError
-from core.labels import CONDITIONS, LABELS, NUM_CLASSES
+from core.labels import CONDITIONS, LABELS, NUM_CLASSES, label_by_name
 
+ACNE_INDEX = label_by_name("acne").index
 RUNTIMES = ("auto", "torch-fp32", "torch-bf16", "torch-fp16", "onnx")
 
 
@@ -33,6 +34,7 @@ class SegmenterOptions:
     # class name -> decision threshold: that class is labelled exactly where its probability reaches
     # it (whether or not another class is likelier); None = the model spec's calibrated thresholds
     thresholds: dict[str, float] | None = None
+    lesion_threshold: float | None = None  # lesion-head peaks kept from this value; None = the spec's
 
 
 @dataclass
@@ -42,12 +44,18 @@ class Segmentation:
     probabilities: float32 (C, H, W), softmax over `core.labels.LABELS`; outside the crop the
         background channel is 1. label_map: uint8 (H, W), argmax restricted to skin (0 elsewhere),
         except for classes with a decision threshold (`SegmenterOptions.thresholds`).
+    lesions: for a model with a lesion head (`WeightSpec.lesion_head`), float32 (N, 3) acne lesion
+        centres x, y (analysed pixels) and peak value, strongest first, on skin only; the acne class
+        of label_map is then the heatmap blob around each centre. lesion_heat: that model's
+        lesion-centre heatmap, float32 (H, W) in [0, 1], 0 outside the crop. Both None otherwise.
     """
 
     probabilities: np.ndarray
     label_map: np.ndarray
     model: str
     runtime: str
+    lesions: np.ndarray | None = None
+    lesion_heat: np.ndarray | None = None
 
 
 def build_model(arch: str, encoder: str, classes: int = NUM_CLASSES, **kwargs):
@@ -102,7 +110,8 @@ class Segmenter:
                                f"{tuple(label.name for label in LABELS)}")
         path = resolve(self.spec, allow_network=self.options.allow_network)
         tensors, _ = load_state_dict(path)
-        self.model = build_model(self.spec.arch, self.spec.encoder, **(self.spec.arch_kwargs or {}))
+        self.model = build_model(self.spec.arch, self.spec.encoder, classes=NUM_CLASSES + int(self.spec.lesion_head),
+                                 **(self.spec.arch_kwargs or {}))
         try:
             self.model.load_state_dict(tensors, strict=True)
         except RuntimeError as err:
@@ -120,6 +129,8 @@ class Segmenter:
         if unknown:
             raise ValueError(f"thresholds for unknown classes {sorted(unknown)}")
         self.thresholds = [(label.index, float(thresholds[label.name])) for label in CONDITIONS if label.name in thresholds]
+        self.lesion_threshold = (self.options.lesion_threshold if self.options.lesion_threshold is not None
+                                 else self.spec.lesion_threshold)
 
     def _choose_runtime(self) -> str:
         runtime = self.options.runtime
@@ -176,23 +187,55 @@ class Segmenter:
         # 3. Forward pass.
         with self._lock:
             logits = self._forward(x)[0, :, :new_h, :new_w]
-        # 4. Softmax, back to crop size, paste, restrict to skin.
+        # 4. Softmax over the classes, back to crop size, paste.
+        heat = 1.0 / (1.0 + np.exp(-logits[NUM_CLASSES])) if self.spec.lesion_head else None
+        logits = logits[:NUM_CLASSES]
         logits = logits - logits.max(axis=0, keepdims=True)
         probs = np.exp(logits)
         probs /= probs.sum(axis=0, keepdims=True)
-        crop_probs = np.stack([cv2.resize(p, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR) for p in probs])
+        crop_size = (x1 - x0, y1 - y0)
+        crop_probs = np.stack([cv2.resize(p, crop_size, interpolation=cv2.INTER_LINEAR) for p in probs])
         probabilities[:, y0:y1, x0:x1] = crop_probs
+        # 5. Labels: argmax, decision thresholds, lesion blobs; restricted to skin.
         crop_labels = crop_probs.argmax(axis=0).astype(np.uint8)
         for index, threshold in self.thresholds:  # a thresholded class is labelled where p >= threshold
             below = (crop_labels == index) & (crop_probs[index] < threshold)
             if below.any():  # there, the likeliest other class
-                others = crop_probs[:, below]
-                others[index] = -1.0
-                crop_labels[below] = others.argmax(axis=0)
+                crop_labels[below] = _second_best(crop_probs[:, below], index)
             crop_labels[crop_probs[index] >= threshold] = index
+        lesions = lesion_heat = None
+        if heat is not None:
+            crop_heat = cv2.resize(heat, crop_size, interpolation=cv2.INTER_LINEAR)
+            lesion_heat = np.zeros((height, width), np.float32)
+            lesion_heat[y0:y1, x0:x1] = crop_heat
+            lesions, blobs = self._lesions(heat, crop_heat, (new_w / (x1 - x0), new_h / (y1 - y0)), skin[y0:y1, x0:x1])
+            lesions[:, :2] += (x0, y0)
+            acne = ACNE_INDEX
+            moved = (crop_labels == acne) & ~blobs  # the acne class comes from the lesion head
+            if moved.any():
+                crop_labels[moved] = _second_best(crop_probs[:, moved], acne)
+            crop_labels[blobs] = acne
         label_map[y0:y1, x0:x1] = crop_labels
         label_map[~skin] = 0
-        return Segmentation(probabilities, label_map, self.spec.name, self.runtime)
+        return Segmentation(probabilities, label_map, self.spec.name, self.runtime, lesions, lesion_heat)
+
+    def _lesions(self, heat: np.ndarray, crop_heat: np.ndarray, scale: tuple[float, float],
+                 crop_skin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Peaks of the network-resolution heatmap in crop pixels (on skin only) and the bool blob
+        (heat >= half the threshold) around each of them in the crop."""
+        peaks = lesion_peaks(heat, self.lesion_threshold)
+        peaks[:, :2] = (peaks[:, :2] + 0.5) / np.array(scale, np.float32) - 0.5  # network -> crop pixels
+        cols = np.clip(np.round(peaks[:, 0]).astype(int), 0, crop_skin.shape[1] - 1)
+        rows = np.clip(np.round(peaks[:, 1]).astype(int), 0, crop_skin.shape[0] - 1)
+        peaks = peaks[crop_skin[rows, cols]]
+        rows, cols = rows[crop_skin[rows, cols]], cols[crop_skin[rows, cols]]
+        if not len(peaks):
+            return peaks, np.zeros(crop_heat.shape, bool)
+        count, components = cv2.connectedComponents((crop_heat >= 0.5 * self.lesion_threshold).astype(np.uint8))
+        keep = np.zeros(count, bool)
+        keep[components[rows, cols]] = True
+        keep[0] = False
+        return peaks, keep[components] & crop_skin
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         if self._onnx is not None:
@@ -214,8 +257,16 @@ class Segmenter:
     def close(self) -> None:
         self._onnx = None
 
+
     def __enter__(self) -> Segmenter:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _second_best(probs: np.ndarray, index: int) -> np.ndarray:
+    """Per column of probs (C, N): the likeliest class other than `index`."""
+    others = probs.copy()
+    others[index] = -1.0
+    return others.argmax(axis=0).astype(np.uint8)

@@ -12,7 +12,9 @@ most --max-fp false positives per photo) and the held-out half reports what it i
         --weights runs/RUN/best.safetensors --json runs/RUN/calibration-acne.json
 
 Write the chosen value into the model's registry entry as "thresholds": {"acne": T} (ship_model.py
-takes --acne-threshold) and rerun `glowai eval acne` for the figures of the model card.
+takes --acne-threshold) and rerun `glowai eval acne` for the figures of the model card. For a model
+with a lesion-centre head the thresholds are the heatmap's peak values instead (registry
+"lesion_threshold"; ship_model.py --lesion-threshold).
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.model.evaluate import _lesions, acne_analyses, lesion_points, score_acne  # noqa: E402
 from core.labels import label_by_name  # noqa: E402
+from core.model.evaluate import _lesions, acne_analyses, lesion_points, score_acne  # noqa: E402
+from core.segmentation import lesion_peaks  # noqa: E402
 
+LESION_THRESHOLDS = (0.7, 0.6, 0.55, 0.5, 0.45, 0.4, 0.35, 0.3, 0.25, 0.2, 0.15, 0.1, 0.05)
 THRESHOLDS = (0.99, 0.98, 0.97, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05)
 
 
@@ -44,12 +48,15 @@ def main(argv: list[str] | None = None) -> int:
 
     acne = label_by_name("acne").index
     circles = _lesions(args.data)
-    photos = []  # (name, argmax acne spots, acne probability on skin, scale)
+    photos = []  # (name, argmax acne spots, acne probability or lesion heatmap on skin, scale)
     on_skin = total = 0  # expert lesion centres that fall on the skin the model is shown
+    lesion_head = False
     for path, analysis in acne_analyses(args.data, args.weights, thresholds={}):
         seg = analysis.segmentation
         skin = analysis.regions.skin
-        probability = np.where(skin, seg.probabilities[acne], 0).astype(np.float16)
+        lesion_head = seg.lesion_heat is not None  # then the thresholds are the heatmap's peak values
+        score_map = seg.lesion_heat if lesion_head else seg.probabilities[acne]
+        probability = np.where(skin, score_map, 0).astype(np.float16)
         photos.append((path.name, seg.label_map == acne, probability, analysis.scale))
         for x, y, _ in circles.get(path.name, []):
             xi, yi = int(x * analysis.scale), int(y * analysis.scale)
@@ -61,22 +68,25 @@ def main(argv: list[str] | None = None) -> int:
     def score(threshold: float | None, names: set[str]) -> dict:
         entries = {}
         for name, argmax, probability, scale in photos:
-            if name in names:
+            if name in names and lesion_head:
+                peaks = lesion_peaks(probability.astype(np.float32), threshold or 0.5)
+                entries[name] = {"points": [(float(x / scale), float(y / scale)) for x, y, _ in peaks]}
+            elif name in names:
                 spots = argmax if threshold is None else probability >= threshold
                 entries[name] = {"points": lesion_points(spots, scale, args.min_area)}
-        return score_acne(entries, circles)
+        return score_acne(entries, circles, breakdown=False)
 
     names = [p[0] for p in photos]
     halves = {"calibration": set(names[0::2]), "held_out": set(names[1::2]), "all": set(names)}
     table = []
     print(f"{'threshold':>9} | {'half':<11} | recall  precision  FP/photo  count MAE  Spearman")
-    for threshold in (None, *THRESHOLDS):
+    for threshold in (LESION_THRESHOLDS if lesion_head else (None, *THRESHOLDS)):
         row = {"threshold": threshold}
         for half, members in halves.items():
             row[half] = score(threshold, members)
             m = row[half]
             print(f"{'argmax' if threshold is None else threshold:>9} | {half:<11} | {m['recall']:.3f}   "
-                  f"{m['precision'] or 0:.3f}      {m['fp_per_image']:>6.2f}    {m['count_mae']:>7.2f}    {m['spearman']:.3f}")
+                  f"{m['precision'] or 0:.3f}      {m['fp_per_image']:>6.2f}    {m['count_mae']:>7.2f}    {m['spearman'] if m['spearman'] is not None else float('nan'):.3f}")
         table.append(row)
     allowed = [r for r in table if r["calibration"]["fp_per_image"] <= args.max_fp]
     if allowed:

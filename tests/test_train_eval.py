@@ -12,7 +12,8 @@ import pytest
 from apps.cli.main import main
 from core.errors import GlowAIError
 from core.model.evaluate import _match, compare, eval_acne, eval_segmentation, red_spots
-from core.model.train import TrainConfig, augment, confusion, iou_from_confusion, train
+from core.model.data import Example, augment
+from core.model.train import TrainConfig, confusion, iou_from_confusion, train
 from synth.dataset import RunConfig, run
 from tests.conftest import make_acne04_like
 
@@ -42,7 +43,7 @@ def test_augment_keeps_image_and_mask_aligned():
     cv2.circle(image, (64, 64), 10, (255, 0, 0), -1)
     cv2.circle(mask, (64, 64), 10, 1, -1)
     for _ in range(10):
-        patch, patch_mask = augment(image, mask, 64, rng)
+        patch, patch_mask, _ = augment(Example(image, mask, np.zeros((0, 3), np.float32), False, "x"), 64, rng)
         assert patch.shape == (64, 64, 3) and patch_mask.shape == (64, 64)
         assert set(np.unique(patch_mask)) <= {0, 1}
         if patch_mask.any():

@@ -146,9 +146,23 @@ def grade_of(name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def score_acne(photos: dict[str, dict], circles: dict[str, list]) -> dict:
+def score_acne(photos: dict[str, dict], circles: dict[str, list], breakdown: bool = True) -> dict:
     """Lesion metrics from per-photo entries holding `points` (predicted lesion centres, photo
-    pixels); entries of annotated photos gain truth / matched / false_positives / circles."""
+    pixels); entries of annotated photos gain truth / matched / false_positives / circles.
+    With `breakdown`, the same figures per ACNE04 grade (file prefix levleN) and, where entries
+    hold a `tone`, per skin-tone category, under per_grade / per_tone."""
+    scores = _lesion_scores(photos, circles)
+    if breakdown:
+        grades = sorted({grade_of(name) for name in photos} - {None})
+        scores["per_grade"] = {f"levle{g}": _lesion_scores({n: e for n, e in photos.items() if grade_of(n) == g},
+                                                           circles) for g in grades}
+        tones = sorted({e["tone"] for e in photos.values() if e.get("tone")})
+        scores["per_tone"] = {tone: _lesion_scores({n: e for n, e in photos.items() if e.get("tone") == tone},
+                                                   circles) for tone in tones}
+    return scores
+
+
+def _lesion_scores(photos: dict[str, dict], circles: dict[str, list]) -> dict:
     from scipy.stats import spearmanr
 
     matched = total_pred = total_truth = 0
@@ -168,7 +182,8 @@ def score_acne(photos: dict[str, dict], circles: dict[str, list]) -> dict:
                          circles=[[round(v, 1) for v in circle] for circle in truth])
     annotated = [e for e in photos.values() if "truth" in e]
     valid = [(c, g) for c, g in zip(counts, grades, strict=True) if g is not None]
-    rho = spearmanr([c for c, _ in valid], [g for _, g in valid]).statistic if len(valid) > 2 else float("nan")
+    varied = len(valid) > 2 and len({g for _, g in valid}) > 1 and len({c for c, _ in valid}) > 1
+    rho = spearmanr([c for c, _ in valid], [g for _, g in valid]).statistic if varied else None
     return {
         "photos": len(photos),
         "annotated": len(annotated),
@@ -176,7 +191,7 @@ def score_acne(photos: dict[str, dict], circles: dict[str, list]) -> dict:
         "precision": round(matched / total_pred, 4) if total_pred else None,
         "fp_per_image": round(sum(e["false_positives"] for e in annotated) / max(1, len(annotated)), 3),
         "count_mae": round(float(np.mean([abs(e["predicted"] - e["truth"]) for e in annotated])), 3) if annotated else None,
-        "spearman": round(float(rho), 4),
+        "spearman": round(float(rho), 4) if rho is not None else None,
     }
 
 
@@ -191,12 +206,14 @@ def eval_acne(data: Path, weights: str | None = None, min_area: int = 4, progres
     baseline = weights == BASELINE
     per_image, model_name = {}, BASELINE
     for path, analysis in acne_analyses(data, weights, progress, on_photo):
-        if baseline:
-            spots = red_spots(analysis.image, analysis.regions.skin)
+        seg = analysis.segmentation
+        if not baseline:
+            model_name = seg.model
+        if seg is not None and seg.lesions is not None:  # a lesion-centre model: its peaks are the lesions
+            points = [(float(x / analysis.scale), float(y / analysis.scale)) for x, y, _ in seg.lesions]
         else:
-            spots = analysis.segmentation.label_map == 1
-            model_name = analysis.segmentation.model
-        points = lesion_points(spots, analysis.scale, min_area)
+            spots = red_spots(analysis.image, analysis.regions.skin) if baseline else seg.label_map == 1
+            points = lesion_points(spots, analysis.scale, min_area)
         per_image[path.name] = {"mode": "face" if analysis.face_index is not None else "whole_frame",
                                 "tone": analysis.report["skin_tone"]["category"],
                                 "points": points}

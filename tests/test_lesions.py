@@ -1,0 +1,193 @@
+"""The lesion-centre head: targets, augmentation, peak picking, the runtime path and its report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from core.labels import NUM_CLASSES, label_by_name
+from core.model.data import Example, augment, lesion_heatmap, load_acne04, mask_lesions
+from core.model.train import TrainConfig, count_matches, focal_heatmap_loss, train
+from core.segmentation import Segmenter, SegmenterOptions, lesion_peaks
+from tests.conftest import make_acne04_like
+
+ACNE = label_by_name("acne").index
+EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples"
+TINY = dict(encoder="tu-mobilenetv3_small_050", decoder_channels=(16, 16, 8, 8, 8), batch=4, patch=64,
+            size=128, val_limit=4, lr=1e-3, loss="ce+dice")
+
+
+def test_heatmap_peaks_at_every_centre_and_peaks_are_found_back():
+    lesions = np.array([[20.0, 30.0, 4.0], [60.5, 40.0, 2.0], [63.0, 43.0, 2.0]], np.float32)
+    heat = lesion_heatmap((80, 100), lesions)
+    assert heat.max() == pytest.approx(1.0) and heat.min() == 0.0
+    for x, y, _ in lesions:
+        assert heat[int(round(y)), int(round(x))] == pytest.approx(1.0)
+    peaks = lesion_peaks(heat, 0.5)
+    assert len(peaks) == 3
+    assert count_matches(peaks[:, :2], np.column_stack([lesions[:, :2], np.full(3, 1.5)])) == 3
+    assert len(lesion_peaks(heat * 0.4, 0.5)) == 0  # below the threshold: nothing
+
+
+def test_a_plateau_is_one_peak():
+    heat = np.zeros((20, 20), np.float32)
+    heat[5:8, 5:9] = 0.9
+    peaks = lesion_peaks(heat, 0.5)
+    assert len(peaks) == 1 and 5 <= peaks[0, 0] <= 8 and 5 <= peaks[0, 1] <= 7
+
+
+def test_augment_moves_lesions_with_the_pixels():
+    rng = np.random.default_rng(3)
+    image = np.full((160, 160, 3), 90, np.uint8)
+    centres = [(40, 50), (110, 70), (80, 120)]
+    for x, y in centres:
+        cv2.circle(image, (x, y), 4, (255, 0, 0), -1)
+    lesions = np.array([(x, y, 4.0) for x, y in centres], np.float32)
+    example = Example(image, np.full((160, 160), 255, np.uint8), lesions, True, "x")
+    seen = 0
+    for _ in range(20):
+        patch, mask, moved = augment(example, 96, rng)
+        assert (mask == 255).all()
+        for x, y, radius in moved:
+            assert 0 <= x < 96 and 0 <= y < 96 and 3.0 <= radius <= 5.1
+            seen += 1
+            assert patch[int(round(y)), int(round(x)), 0] > 200  # still on its red spot
+    assert seen > 10
+
+
+def test_mask_lesions_and_focal_loss():
+    import torch
+
+    mask = np.zeros((50, 50), np.uint8)
+    cv2.circle(mask, (10, 12), 3, ACNE, -1)
+    cv2.circle(mask, (35, 30), 5, ACNE, -1)
+    found = mask_lesions(mask)
+    assert len(found) == 2 and np.allclose(sorted(found[:, 0]), [10, 35], atol=0.5)
+    target = torch.from_numpy(lesion_heatmap((50, 50), found))[None]
+    good = torch.logit(target.clamp(1e-3, 1 - 1e-3))
+    assert focal_heatmap_loss(good, target) < focal_heatmap_loss(torch.zeros_like(good), target)
+
+
+def test_acne04_loader_keeps_only_photos_with_circles(tmp_path):
+    make_acne04_like(tmp_path / "a")
+    examples = load_acne04(tmp_path / "a")
+    assert [e.name for e in examples] == ["levle2_1.jpg"]
+    assert examples[0].real and len(examples[0].lesions) == 3 and (examples[0].mask == 255).all()
+    assert np.allclose(examples[0].lesions[0], [300, 420, 8])
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    from synth.dataset import RunConfig, run
+
+    out = tmp_path_factory.mktemp("synth") / "ds"
+    run(RunConfig(backend="procedural", faces=str(EXAMPLES), seed=1, size=128), 16, out, workers=1, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def lesion_run(tmp_path_factory, dataset):
+    """A tiny real model with the lesion head, trained one epoch on synth + ACNE04-like photos,
+    started from a checkpoint without the head."""
+    root = tmp_path_factory.mktemp("lesion-run")
+    make_acne04_like(root / "acne")
+    plain = root / "plain"
+    train(TrainConfig(data=str(dataset), out=str(plain), epochs=1, **TINY), progress=False)
+    run = root / "run"
+    best = train(TrainConfig(data=str(dataset), out=str(run), epochs=1, init=str(plain / "best.safetensors"),
+                             real=str(root / "acne"), real_val=1, real_share=0.5, lesion_head=True,
+                             license="research-only", **TINY), progress=False)
+    return run, best, root / "acne"
+
+
+def test_training_with_real_lesions_writes_a_lesion_head_checkpoint(lesion_run):
+    import pandas as pd
+
+    from weights import load_state_dict, spec_from_file
+
+    run, best, _ = lesion_run
+    spec = spec_from_file(run / "best.safetensors")
+    assert spec.lesion_head and spec.license == "research-only"
+    assert load_state_dict(run / "best.safetensors")[0]["segmentation_head.0.bias"].shape[0] == NUM_CLASSES + 1
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert {"val_miou", "val_lesion_f1", "val_lesion_recall"} <= set(metrics.columns)
+    assert "lesion_f1" in best
+
+
+def test_real_photos_need_the_head(dataset, tmp_path):
+    from core.errors import GlowAIError
+
+    with pytest.raises(GlowAIError, match="--lesion-head"):
+        train(TrainConfig(data=str(dataset), out=str(tmp_path / "x"), real=str(tmp_path), **TINY), progress=False)
+
+
+def _segmenter_with_heat(weights: Path, heat_at: list[tuple[int, int]], isolated_cache) -> Segmenter:
+    """A real tiny lesion-head Segmenter whose heatmap logits are replaced by Gaussians at
+    `heat_at` (network pixels), so the post-processing is checked against known peaks."""
+    segmenter = Segmenter(SegmenterOptions(weights=str(weights), runtime="torch-fp32", lesion_threshold=0.5))
+    forward = segmenter._forward
+
+    def with_peaks(x: np.ndarray) -> np.ndarray:
+        out = forward(x)
+        heat = lesion_heatmap(out.shape[2:], np.array([(cx, cy, 4.0) for cx, cy in heat_at], np.float32))
+        out[0, NUM_CLASSES] = np.log(np.clip(heat, 1e-4, 1 - 1e-4) / (1 - np.clip(heat, 1e-4, 1 - 1e-4)))
+        return out
+
+    segmenter._forward = with_peaks
+    return segmenter
+
+
+def test_segmenter_maps_peaks_to_image_pixels_on_skin_only(lesion_run, isolated_cache):
+    run, _, _ = lesion_run
+    image = np.full((400, 300, 3), 150, np.uint8)
+    skin = np.zeros((400, 300), bool)
+    skin[60:340, 50:250] = True
+    # the crop is the skin's bounding box + 4 % (+2 px), its long side scaled to input_size 128
+    ys, xs = np.nonzero(skin)
+    pad = int(0.04 * max(np.ptp(ys), np.ptp(xs))) + 2
+    y0, x0 = ys.min() - pad, xs.min() - pad
+    scale = 128 / (ys.max() + pad + 1 - y0)
+    network = [(20, 30), (70, 50), (45, 100)]
+    expected = [(x0 + (cx + 0.5) / scale - 0.5, y0 + (cy + 0.5) / scale - 0.5) for cx, cy in network]
+    hx, hy = int(expected[2][0]), int(expected[2][1])
+    skin[hy - 15:hy + 15, hx - 15:hx + 15] = False  # a hole in the skin (an eye, say): its peak is dropped
+    segmenter = _segmenter_with_heat(run / "best.safetensors", network, isolated_cache)
+    result = segmenter.segment(image, skin)
+    assert result.lesions is not None and result.lesion_heat is not None
+    on_skin = expected[:2]
+    assert len(result.lesions) == len(on_skin) == 2
+    for x, y in on_skin:
+        assert np.hypot(result.lesions[:, 0] - x, result.lesions[:, 1] - y).min() < 2.0
+    acne = result.label_map == ACNE
+    assert acne.any() and not acne[~skin].any()
+    count, _ = cv2.connectedComponents(acne.astype(np.uint8))
+    assert count - 1 == 2  # one blob per kept lesion
+
+
+def test_report_counts_lesions_from_the_peaks(lesion_run, isolated_cache):
+    from core.pipeline import AnalyzeOptions, Analyzer
+
+    run, _, _ = lesion_run
+    analyzer = Analyzer(AnalyzeOptions(segmenter=SegmenterOptions(weights=str(run / "best.safetensors"),
+                                                                  runtime="torch-fp32", lesion_threshold=0.5)))
+    analyzer._segmenter = _segmenter_with_heat(run / "best.safetensors", [(30, 50), (90, 50), (60, 70)],
+                                               isolated_cache)
+    analysis = analyzer.analyze(EXAMPLES / "portrait-001.jpg")
+    peaks = analysis.segmentation.lesions
+    assert analysis.report["conditions"]["acne"]["lesions"] == len(peaks) > 0
+    assert sum(zone["conditions"]["acne"]["lesions"] for zone in analysis.report["zones"].values()) <= len(peaks)
+
+
+def test_eval_acne_scores_the_peaks_with_the_same_keys(lesion_run, isolated_cache):
+    from core.model.evaluate import eval_acne
+
+    run, _, acne = lesion_run
+    result = eval_acne(acne, str(run / "best.safetensors"), progress=False)
+    assert {"recall", "precision", "fp_per_image", "count_mae", "spearman", "whole_frame", "per_image",
+            "per_grade", "per_tone"} <= set(result)
+    assert set(result["per_grade"]) == {"levle0", "levle2"}
+    entry = result["per_image"]["levle2_1.jpg"]
+    assert entry["truth"] == 3 and entry["matched"] + entry["false_positives"] == entry["predicted"]
