@@ -2,8 +2,10 @@
 
 Shipped path: analyze() as users run it (face crop, registry default model, auto runtime).
 Naive baseline, same process: an fp32 eager ResNet-34 U-Net at 512 on the whole frame (resized),
-plus the same decode. Reports p50 of both and the ratio.
-Run: .venv/bin/python bench/bench_model.py [--photo PATH] [--runs 15]
+plus the same decode. Reports p50 of both and the ratio, and the model step (segment) of the
+shipped model against a reference model (--reference, default glowai-unet-small, the v1 default)
+in the same run, alternating the two so machine noise hits both alike.
+Run: .venv/bin/python bench/bench_model.py [--photo PATH] [--runs 15] [--reference NAME]
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ def main() -> None:
     parser.add_argument("--photo", default=str(ROOT.parent / "shared" / "data" / "faces-cc0" / "001.jpg"))
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--weights", help="default: the registry default model")
+    parser.add_argument("--reference", default="glowai-unet-small", help="model whose step the shipped one is timed against")
     args = parser.parse_args()
 
     import torch
@@ -32,13 +35,17 @@ def main() -> None:
     image = load_image(args.photo)
     if image.shape[:2] != (1000, 1000):
         image = cv2.resize(image, (1000, 1000), interpolation=cv2.INTER_AREA)
-    shipped_ms = []
-    with Analyzer(AnalyzeOptions(segmenter=SegmenterOptions(weights=args.weights), require_model=True)) as analyzer:
+    shipped_ms, segment_ms, reference_ms = [], [], []
+    with Analyzer(AnalyzeOptions(segmenter=SegmenterOptions(weights=args.weights), require_model=True)) as analyzer, \
+            Analyzer(AnalyzeOptions(segmenter=SegmenterOptions(weights=args.reference), require_model=True)) as ref:
         analysis = analyzer.analyze(image)
+        reference = ref.analyze(image)
         for _ in range(args.runs):
             start = time.perf_counter()
             analysis = analyzer.analyze(image)
             shipped_ms.append((time.perf_counter() - start) * 1000)
+            segment_ms.append(analysis.timings_ms["segment"])
+            reference_ms.append(ref.analyze(image).timings_ms["segment"])
     naive = build_model("Unet", "resnet34").eval()
     naive_ms = []
     for i in range(args.runs + 1):
@@ -56,6 +63,10 @@ def main() -> None:
     print(f"shipped analyze (all steps): p50 {s50:7.1f} ms  p95 {s95:7.1f} ms")
     print(f"naive fp32 R34 U-Net @512  : p50 {n50:7.1f} ms  p95 {n95:7.1f} ms")
     print(f"ratio naive / shipped at p50: {n50 / s50:.2f}x")
+    g50, _ = percentiles(segment_ms)
+    r50, _ = percentiles(reference_ms)
+    print(f"model step: {analysis.backends['segment']} p50 {g50:.1f} ms; reference {reference.backends['segment']} "
+          f"p50 {r50:.1f} ms; ratio shipped / reference {g50 / r50:.2f}x (<= 1: no slower)")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """Ship a trained run as the embedded default model: weights/<name>.safetensors (fp16) + card + registry.
 
-Run: .venv/bin/python scripts/ship_model.py RUN [--name glowai-unet-small]
+Run: .venv/bin/python scripts/ship_model.py RUN [--name glowai-seg-v2] [--lesion-threshold T]
 RUN holds best.safetensors, config.json, metrics.csv and, when made, eval-segmentation.json,
-eval-acne.json and eval-acne-baseline.json (their figures go into the card).
+eval-acne.json, eval-acne-baseline.json and calibration-acne.json (their figures go into the
+card). The shipped model becomes the registry's default for its task; a name not yet in the
+registry gets a new entry, and every other model stays available by name.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from core.model.card import write_card  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run")
-    parser.add_argument("--name", default="glowai-unet-small")
+    parser.add_argument("--name", default="glowai-seg-v2")
     parser.add_argument("--acne-threshold", type=float, help="calibrated acne decision threshold "
                         "(scripts/calibrate_acne.py); without it the label map is the plain argmax")
+    parser.add_argument("--lesion-threshold", type=float, help="calibrated lesion-head peak threshold "
+                        "(scripts/calibrate_acne.py on a lesion-head model)")
     args = parser.parse_args()
     run = Path(args.run)
     spec = weights.spec_from_file(run / "best.safetensors")
@@ -32,21 +36,33 @@ def main() -> None:
     half = {k: (v.half() if v.is_floating_point() else v) for k, v in tensors.items()}  # halves the repo size
     target = weights.WEIGHTS_DIR / f"{args.name}.safetensors"
     thresholds = {"acne": args.acne_threshold} if args.acne_threshold is not None else None
+    data = "synthetic data and ACNE04 lesion marks" if spec.lesion_head else "CC0 portraits with procedural blemishes"
+    description = (f"Embedded default: U-Net trained by this project on {data} "
+                   f"(see weights/{args.name}.md).")
+    lesion_threshold = args.lesion_threshold if args.lesion_threshold is not None else spec.lesion_threshold
     shipped = weights.WeightSpec(**{**spec.__dict__, "name": args.name, "file": target.name, "default": True,
-                                    "thresholds": thresholds,
-                                    "description": "Embedded default: U-Net trained by this project on CC0 portraits "
-                                                   "with procedural blemishes (see weights/" + args.name + ".md)."})
+                                    "thresholds": thresholds, "lesion_threshold": lesion_threshold,
+                                    "description": description})
     weights.save_checkpoint(half, target, shipped)
-    write_card(run, weights.WEIGHTS_DIR / f"{args.name}.md")
+    write_card(run, weights.WEIGHTS_DIR / f"{args.name}.md", lesion_threshold=lesion_threshold)
     registry = json.loads(weights.REGISTRY_FILE.read_text())
-    for entry in registry["models"]:
-        if entry["name"] == args.name:
-            entry.update(arch=spec.arch, encoder=spec.encoder, arch_kwargs=spec.arch_kwargs, file=target.name,
-                         sha256=weights.sha256_file(target), input_size=spec.input_size, mean=list(spec.mean),
-                         std=list(spec.std), classes=list(spec.classes), description=shipped.description)
-            entry.pop("thresholds", None)
-            if thresholds:
-                entry["thresholds"] = thresholds
+    entry = next((e for e in registry["models"] if e["name"] == args.name), None)
+    if entry is None:
+        entry = {"name": args.name, "task": spec.task}
+        registry["models"].insert(0, entry)
+    for other in registry["models"]:
+        if other.get("task") == spec.task:
+            other["default"] = other is entry
+    entry.update(arch=spec.arch, encoder=spec.encoder, arch_kwargs=spec.arch_kwargs, file=target.name,
+                 sha256=weights.sha256_file(target), license=spec.license, input_size=spec.input_size,
+                 mean=list(spec.mean), std=list(spec.std), classes=list(spec.classes), description=description)
+    entry.pop("thresholds", None)
+    if thresholds:
+        entry["thresholds"] = thresholds
+    for key in ("lesion_head", "lesion_threshold"):
+        entry.pop(key, None)
+    if spec.lesion_head:
+        entry.update(lesion_head=True, lesion_threshold=lesion_threshold)
     weights.REGISTRY_FILE.write_text(json.dumps(registry, indent=2) + "\n")
     print(f"shipped {target} ({target.stat().st_size / 2**20:.1f} MB), sha256 {weights.sha256_file(target)[:12]}...")
 

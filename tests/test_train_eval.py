@@ -11,8 +11,9 @@ import pytest
 
 from apps.cli.main import main
 from core.errors import GlowAIError
+from core.model.compare import compare
 from core.model.data import Example, augment
-from core.model.evaluate import _match, compare, eval_acne, eval_segmentation, red_spots
+from core.model.evaluate import _match, eval_acne, eval_segmentation, red_spots
 from core.model.train import TrainConfig, confusion, iou_from_confusion, train
 from synth.dataset import RunConfig, run
 from tests.conftest import make_acne04_like

@@ -89,12 +89,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from core.evaluate import eval_detection, eval_makeup, eval_regions
 
     if args.what == "compare":
-        from core.model.evaluate import compare
+        from core.model.compare import compare_all
 
-        if len(args.runs) != 2:
-            raise GlowAIError("usage: glowai eval compare RUN_A RUN_B [--json OUT]")
+        if len(args.runs) < 2:
+            raise GlowAIError("usage: glowai eval compare A B [C ...] [--data DIR] [--json OUT]; each a run folder, "
+                              "an eval .json, or with --data a model name, .safetensors or baseline:redspot")
         png = Path(args.json).with_suffix(".png") if args.json else None
-        table = compare(Path(args.runs[0]), Path(args.runs[1]), png)
+        table = compare_all(args.runs, png, Path(args.data) if args.data else None, progress=not args.quiet)
         print(table.to_string(index=False))
         if args.json:
             write_atomic(Path(args.json), table.to_json(orient="records", indent=2).encode())
@@ -171,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("eval", help="evaluate on a reference folder")
     evaluate.add_argument("what", choices=("regions", "detection", "makeup", "segmentation", "acne", "compare"))
-    evaluate.add_argument("runs", nargs="*", metavar="RUN", help="(compare) two run folders or eval .json files")
+    evaluate.add_argument("runs", nargs="*", metavar="RUN", help="(compare) run folders, eval .json files, or models with --data")
     evaluate.add_argument("--data", metavar="DIR")
     evaluate.add_argument("--weights", metavar="W", help="registry name, .safetensors path, or baseline:redspot (acne)")
     evaluate.add_argument("--json", metavar="OUT")

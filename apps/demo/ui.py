@@ -57,6 +57,17 @@ def about_markdown() -> str:
     card_path = Path(__file__).resolve().parents[2] / "weights" / f"{spec.name}.md"
     card = re.sub(r"\A---.*?---\s*", "", card_path.read_text(encoding="utf-8"), flags=re.S) if card_path.is_file() else ""
     card = re.sub(r"^(#+) ", r"#\1 ", card, flags=re.M)  # nest the card's headings under ours
+    if spec.lesion_head:
+        model_note = ("Its acne lesions were learned from the ACNE04 photos' expert lesion marks, which are "
+                      "licensed for research use only, so these weights are for research and non-commercial use "
+                      "(ACNE04 terms: cite Wu et al., ICCV 2019, and Gazeau et al., MICCAI 2024). "
+                      "`glowai-unet-small`, trained on synthetic data only, stays available under Apache-2.0.")
+        limits = ("Acne spots are learned from real clinical photos; redness, texture and dryness only from "
+                  "synthetic blemishes painted onto stock portraits, so those three are rougher on real skin.")
+    else:
+        model_note = "It was trained by this project on synthetic data only."
+        limits = ("The blemish model was trained only on synthetic blemishes painted onto stock portraits; it "
+                  "misses many real spots and is unsure on strong lighting, makeup, beards and glasses.")
     credits = (h.EXAMPLES / "CREDITS.md").read_text(encoding="utf-8")
     credits = re.sub(r"^(#+) ", r"##\1 ", credits, flags=re.M)
     return f"""
@@ -68,6 +79,10 @@ previews filters (blemish retouch, skin smoothing, makeup).
 
 **{disclaimer()}**
 
+## The model and its licence
+
+The default blemish model is **{spec.name}**, licence: **{spec.license}**. {model_note}
+
 ## Privacy
 
 Photos are processed in memory on this server and are not kept: uploaded files and the pictures
@@ -76,8 +91,7 @@ server stops. Nothing of a photo is written to logs, and nothing is sent anywher
 
 ## Limits
 
-- The blemish model was trained only on synthetic blemishes painted onto stock portraits; it misses
-  many real spots and is unsure on strong lighting, makeup, beards and glasses.
+- {limits}
 - Skin tone (ITA angle) depends on the light in the photo.
 - Front-facing, evenly lit photos work best; the report warns about small, dark or blurred faces.
 

@@ -1,4 +1,4 @@
-"""Evaluation of the blemish model: synthetic segmentation metrics, real acne photos, run comparison."""
+"""Evaluation of the blemish model: synthetic segmentation metrics and real acne photos (ACNE04)."""
 
 from __future__ import annotations
 
@@ -222,42 +222,3 @@ def eval_acne(data: Path, weights: str | None = None, min_area: int = 4, progres
         entry["points"] = [[round(x, 1), round(y, 1)] for x, y in entry["points"]]
     return {"model": model_name, **scores,
             "whole_frame": sum(e["mode"] == "whole_frame" for e in per_image.values()), "per_image": per_image}
-
-
-def compare(run_a: Path, run_b: Path, out_png: Path | None = None) -> pd.DataFrame:
-    """Side-by-side table of two runs (folders with metrics.csv) or two eval JSON files."""
-    def load(path: Path) -> dict:
-        path = Path(path)
-        if path.is_dir() and (path / "metrics.csv").is_file():
-            table = pd.read_csv(path / "metrics.csv")
-            best = table.loc[table["val_miou"].idxmax()]
-            return {"miou": best["val_miou"], "epoch": int(best["epoch"]),
-                    **{c.replace("iou_", ""): best[c] for c in table.columns if c.startswith("iou_")}}
-        if path.is_file() and path.suffix == ".json":
-            result = json.loads(path.read_text())
-            flat = {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-            flat.update(result.get("per_class", {}))
-            return flat
-        raise GlowAIError(f"{path}: pass a run folder (with metrics.csv) or an eval .json")
-
-    a, b = load(run_a), load(run_b)
-    keys = [k for k in a if k in b] or sorted(set(a) | set(b))
-    name_a, name_b = f"A: {Path(run_a).name}", f"B: {Path(run_b).name}"
-    table = pd.DataFrame({"metric": keys, name_a: [a.get(k) for k in keys], name_b: [b.get(k) for k in keys]})
-    if out_png is not None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        numeric = table.dropna()
-        fig, ax = plt.subplots(figsize=(max(5, len(numeric) * 0.9), 3.5))
-        x = np.arange(len(numeric))
-        ax.bar(x - 0.2, numeric.iloc[:, 1].astype(float), 0.4, label=numeric.columns[1])
-        ax.bar(x + 0.2, numeric.iloc[:, 2].astype(float), 0.4, label=numeric.columns[2])
-        ax.set_xticks(x, numeric["metric"], rotation=30, ha="right")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(out_png, dpi=90)
-        plt.close(fig)
-    return table

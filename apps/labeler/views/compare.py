@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core.model.evaluate import compare
+from core.model.compare import compare
 
 RUNS_ENV = "GLOWAI_LABELER_RUNS"
 st.title("Compare")
