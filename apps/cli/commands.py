@@ -167,7 +167,7 @@ def cmd_labeler(args: argparse.Namespace) -> int:
     load_manifest(root)  # a wrong folder fails here, with what to do
     url = args.db or default_url(root)
     Store(url, root).close()  # creates or checks the schema; a bad URL fails here
-    project = Path(__file__).resolve().parents[1]
+    project = Path(__file__).resolve().parents[2]
     evals = args.eval or [str(p) for p in [project.parent / "shared" / "data" / "acne04-dev"] if p.is_dir()]
     runs = args.runs or [str(p) for p in [project / "runs"] if p.is_dir()]
     env = {**os.environ, "GLOWAI_LABELER_DATA": str(root), "GLOWAI_LABELER_DB": url,

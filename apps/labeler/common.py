@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -131,3 +132,13 @@ def _colour_name(rgb: tuple[int, int, int]) -> str:
     # Streamlit's markdown backgrounds come in named colours: the nearest to each label colour
     named = {"red": (230, 57, 70), "orange": (255, 159, 28), "green": (46, 196, 182), "blue": (114, 137, 255)}
     return min(named, key=lambda n: sum((a - b) ** 2 for a, b in zip(named[n], rgb, strict=True)))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _read_json(path: str, mtime: float) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def read_json(path: Path) -> dict:
+    """A result JSON (error-analysis cache, eval-*.json), read again only when the file changes."""
+    return _read_json(str(path), path.stat().st_mtime)

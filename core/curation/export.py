@@ -23,6 +23,7 @@ import pandas as pd
 
 from core.curation.dataset import sample_path
 from core.curation.store import Store, current_user
+from core.curation.versus import cached_runs, legend, lesion_picture, paired_photos, safe_name, section, versus_table
 from core.errors import GlowAIError
 from core.labels import CONDITIONS
 
@@ -112,6 +113,51 @@ def image_data_uri(rgb: np.ndarray, width: int = 220) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.tobytes()).decode()
 
 
+def versus_sections(root: Path, folders: list[Path], photos: int = 6) -> list[tuple[str, object]]:
+    """Report sections for every labelled set with two or more models' analyses cached
+    (error-analysis/<model>__<set>.json): overall, per grade, per class and per skin tone tables
+    with one column per model, and, where the set's folder is among `folders`, a small gallery of
+    the photos on which the first two models differ most, with the expert circles and both models'
+    markers (inline JPEGs)."""
+    known = {safe_name(Path(folder).name): Path(folder) for folder in folders}
+    sections: list[tuple[str, object]] = []
+    for set_name, runs in cached_runs(root).items():
+        if len(runs) < 2:
+            continue
+        results = {model: json.loads(path.read_text()) for model, path in runs.items()}
+        names = list(results)
+        versus = " vs ".join(names)
+        table = versus_table(list(results.items()))
+        note = f"{len(names)} models on the labelled set {set_name}"
+        if len(names) == 2:
+            note += f"; change = {names[1]} minus {names[0]}, better = the model ahead on that figure"
+        sections.append((f"Model comparison on {set_name}: {versus}", note + "."))
+        for part, title in (("overall", "Overall"), ("per grade", "Per ACNE04 grade"), ("per class", "Per class"),
+                            ("per skin tone", "Per skin tone")):
+            rows = section(table, part)
+            if len(rows):
+                sections.append((f"{title}: {versus}", rows))
+        first, second = (results[name] for name in names[:2])
+        folder = known.get(set_name)
+        if folder is None or "per_image" not in first or "per_image" not in second:
+            continue
+        gallery = []
+        pairs = paired_photos(first, second, by="difference").dropna(subset=["truth"])
+        for row in pairs.head(photos).to_dict("records"):
+            name = row["file"]
+            try:
+                picture = lesion_picture(folder / "images" / name, first["per_image"][name], second["per_image"][name])
+            except (OSError, GlowAIError):
+                continue  # the photo moved or went: the tables still stand
+            gallery.append((image_data_uri(picture, 330),
+                            f"{name} · {int(row['truth'])} expert lesions · {names[0]}: found {int(row['matched_a'])}, "
+                            f"false {int(row['false_positives_a'])} · {names[1]}: found {int(row['matched_b'])}, "
+                            f"false {int(row['false_positives_b'])}"))
+        if gallery:
+            sections.append((f"Where {names[0]} and {names[1]} differ most ({legend(names[:2])})", gallery))
+    return sections
+
+
 def stakeholder_report(title: str, sections: list[tuple[str, object]]) -> str:
     """One self-contained HTML page: each section is (heading, content) where content is a plotly
     figure, a DataFrame, a list of (image data URI, caption) pairs, or text. plotly.js is inlined once."""
@@ -122,7 +168,7 @@ def stakeholder_report(title: str, sections: list[tuple[str, object]]) -> str:
             parts.append(content.to_html(full_html=False, include_plotlyjs="inline" if not plotly_included else False))
             plotly_included = True
         elif isinstance(content, pd.DataFrame):
-            parts.append(content.to_html(index=False, border=0, classes="table", na_rep="-"))
+            parts.append(content.to_html(index=False, border=0, classes="table", na_rep="-", float_format="{:.4g}".format))
         elif isinstance(content, list):
             parts.append('<div class="gallery">' + "".join(
                 f'<figure><img src="{uri}" alt=""><figcaption>{html.escape(caption)}</figcaption></figure>'

@@ -1,17 +1,20 @@
 """Export: the accepted subset as a new dataset version, a Hub push, and a stakeholder report."""
 
 import json
+import os
 from datetime import UTC, datetime
+from pathlib import Path
 
 import streamlit as st
 
 from apps.labeler.charts import balance_heatmap, confusion_heatmap, qc_histograms, status_bar, tone_bars
 from apps.labeler.common import data_root, reviewed, store, triptych
 from core.curation.errors import confusion, lesion_table, per_tone
-from core.curation.export import export_version, image_data_uri, push_version, stakeholder_report
+from core.curation.export import export_version, image_data_uri, push_version, stakeholder_report, versus_sections
 from core.errors import GlowAIError
 from core.files import write_atomic
 
+EVAL_ENV = "GLOWAI_LABELER_EVAL"  # the labelled sets, for the comparison gallery's photos
 db, root = store(), data_root()
 table = reviewed()
 accepted = table[table["status"] == "accepted"]
@@ -44,8 +47,8 @@ if versions:
             st.error(str(err))
 
 st.subheader("Stakeholder report")
-st.caption("One self-contained HTML file: dataset balance, QC, review progress, and the error analyses run "
-           "in this studio with their failure galleries.")
+st.caption("One self-contained HTML file: dataset balance, QC, review progress, the error analyses run "
+           "in this studio, and models side by side (v1 against v2) where two were run on the same labelled set.")
 if st.button("Build the report", key="export_report"):
     sections = [("Dataset", f"{len(table):,} synthetic samples from {table['identity'].nunique()} identities; "
                             f"{len(accepted):,} accepted so far."),
@@ -54,6 +57,7 @@ if st.button("Build the report", key="export_report"):
     sample = accepted.head(6) if len(accepted) else table.head(6)
     sections.append(("Example samples (generated, mask, clean)",
                      [(image_data_uri(triptych(r, 160), 480), r["id"]) for r in sample.to_dict("records")]))
+    sections += versus_sections(root, [Path(p) for p in os.environ.get(EVAL_ENV, "").split(os.pathsep) if p])
     for cache in sorted((root / "error-analysis").glob("*.json")):
         result = json.loads(cache.read_text())
         if "per_image" not in result:
