@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from core.detection import Face
@@ -24,6 +25,10 @@ DATA_DIR = Path(__file__).parent / "data"
 @dataclass(frozen=True)
 class MeshOptions:
     crop_scales: tuple[float, ...] = (1.8, 2.6, 1.3)  # square crops around the face box, tried in order
+    # when none of those finds the face (profiles, tilted heads, faces at the frame edge): crops
+    # padded beyond the frame and rotated by these angles (degrees), as (scale, angle) pairs
+    retries: tuple[tuple[float, float], ...] = ((2.6, 0.0), (2.0, 20.0), (2.0, -20.0), (2.6, 40.0), (2.6, -40.0))
+    retry_side: int = 640  # retry crops are resized to this side (the mesh detector's sweet spot)
 
 
 class FaceMesher:
@@ -55,7 +60,31 @@ class FaceMesher:
             points = self._landmarks_in_crop(image, face, scale)
             if points is not None:
                 return points
+        for scale, angle in self.options.retries:
+            points = self._landmarks_in_view(image, face, scale, angle)
+            if points is not None and _fits_face(points, face):
+                return points
         return None
+
+    def _landmarks_in_view(self, image: np.ndarray, face: Face, scale: float, angle: float) -> np.ndarray | None:
+        """Mesh on a square view of the face box grown by `scale`, rotated by `angle` degrees
+        (counter-clockwise), padded with black beyond the frame; points mapped back to the image."""
+        x0, y0, x1, y1 = face.box
+        side = max(x1 - x0, y1 - y0) * scale
+        out = int(min(self.options.retry_side, max(64, round(side))))
+        zoom = out / max(side, 1.0)
+        forward = cv2.getRotationMatrix2D(((x0 + x1) / 2, (y0 + y1) / 2), angle, zoom)
+        forward[:, 2] += out / 2 - np.array([(x0 + x1) / 2, (y0 + y1) / 2])
+        view = cv2.warpAffine(image, forward, (out, out), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        with self._lock:
+            result = self._mesh.process(view)
+        if not result.multi_face_landmarks:
+            return None
+        points = np.array([(p.x, p.y, p.z) for p in result.multi_face_landmarks[0].landmark], dtype=np.float32)
+        points *= out
+        back = cv2.invertAffineTransform(forward)
+        xy = points[:, :2] @ back[:, :2].T + back[:, 2]
+        return np.column_stack([xy, points[:, 2] / zoom]).astype(np.float32)
 
     def _landmarks_in_crop(self, image: np.ndarray, face: Face, scale: float) -> np.ndarray | None:
         height, width = image.shape[:2]
@@ -86,6 +115,18 @@ class FaceMesher:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _fits_face(points: np.ndarray, face: Face) -> bool:
+    """A retried mesh is kept only when it sits on the detected face: its nose tip inside the box
+    (grown by a quarter) and its width within a factor of 2.5 of the box's."""
+    x0, y0, x1, y1 = face.box
+    grow = 0.25 * max(face.width, face.height)
+    nose_x, nose_y = points[1, :2]
+    if not (x0 - grow <= nose_x <= x1 + grow and y0 - grow <= nose_y <= y1 + grow):
+        return False
+    width = float(np.ptp(points[:, 0]))
+    return face.width / 2.5 <= width <= face.width * 2.5
 
 
 @lru_cache(maxsize=1)

@@ -18,6 +18,7 @@ from scipy import ndimage
 
 from core.colour import rgb_to_lab
 from core.mesh import topology
+from core.profile import ProfileOptions, widen_for_profile
 
 ZONES: tuple[str, ...] = ("forehead", "left_cheek", "right_cheek", "nose", "chin")
 """Zone names; pixel value i + 1 of `FaceRegions.zone_map` is ZONES[i]. Sides are the subject's own."""
@@ -58,6 +59,8 @@ class RegionOptions:
     # nostrils: pixels under the nose tip darker than this fraction of the median skin lightness
     nostril_dark: float = 0.5
     nostril_margin: float = 0.0
+    # a head turned to the side: the envelope grows beyond the mesh oval (see core.profile)
+    profile: ProfileOptions = field(default_factory=ProfileOptions)
 
 
 @dataclass
@@ -91,7 +94,8 @@ def face_regions(image: np.ndarray, landmarks: np.ndarray, options: RegionOption
     unit = float(np.linalg.norm(xy[263] - xy[33]))  # outer eye-corner distance in pixels
 
     # 1. Region of interest around the face, so every mask op runs on the face only.
-    oval = _extended_oval(xy, contours["face_oval"], options.forehead_extension)
+    oval = widen_for_profile(_extended_oval(xy, contours["face_oval"], options.forehead_extension), landmarks,
+                             options.profile)
     pad = 4 + (options.oval_margin + 0.4) * unit
     x0, y0 = np.floor(np.maximum(oval.min(0) - pad, 0)).astype(int)
     x1, y1 = np.ceil(np.minimum(oval.max(0) + pad, [width, height])).astype(int)

@@ -68,3 +68,19 @@ def test_facexlib_without_weights_is_a_clear_error(tmp_path):
     assert not facexlib_available(options)
     with pytest.raises(BackendUnavailableError, match="no-deps facexlib"):
         FaceDetector(options)
+
+
+def test_mesh_retries_find_a_three_quarter_face(shared_data):
+    """CC0 portrait 012 (three-quarter view, hat, glasses, hard light): the plain crops find no
+    landmarks; the padded, rotated retries do, and the mesh sits on the detected face."""
+    from core.imageio import load_image
+    from core.mesh import FaceMesher, MeshOptions
+
+    image = load_image(shared_data / "faces-cc0" / "012.jpg")
+    with FaceDetector() as detector, FaceMesher() as mesher, FaceMesher(MeshOptions(retries=())) as plain:
+        face = detector.detect(image)[0]
+        assert plain.landmarks(image, face) is None
+        landmarks = mesher.landmarks(image, face)
+    assert landmarks is not None and landmarks.shape == (478, 3)
+    x0, y0, x1, y1 = face.box
+    assert x0 - 0.25 * face.width <= landmarks[1, 0] <= x1 and y0 <= landmarks[1, 1] <= y1

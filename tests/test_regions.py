@@ -129,3 +129,38 @@ def test_sunglasses_are_not_skin(mesh_tools, portrait):
     masked[lenses] = 18
     regions = face_regions(masked, landmarks)
     assert regions.skin[lenses].mean() < 0.1
+
+
+def test_frontal_portrait_keeps_the_mesh_envelope(mesh_tools, portrait):
+    from core.profile import profile_weight, widen_for_profile, yaw_degrees
+    from core.regions import RegionOptions
+
+    landmarks = _landmarks(mesh_tools, portrait)
+    assert abs(yaw_degrees(landmarks)) < 20
+    assert profile_weight(landmarks, RegionOptions().profile) == 0.0
+    oval = landmarks[topology()["contours"]["face_oval"], :2].astype(np.float64)
+    assert widen_for_profile(oval, landmarks) is oval
+
+
+def test_side_view_skin_reaches_the_jaw_and_far_cheek(mesh_tools, shared_data):
+    """ACNE04 side view: the profile envelope puts more expert lesion centres on skin than the
+    mesh oval alone, and the dark background at the frame edges stays out."""
+    from core.imageio import load_image
+    from core.model.evaluate import _lesions
+    from core.profile import ProfileOptions, yaw_degrees
+    from core.regions import RegionOptions
+
+    data = shared_data / "acne04-dev"
+    image = load_image(data / "images" / "levle2_110.jpg")
+    landmarks = _landmarks(mesh_tools, image)
+    assert abs(yaw_degrees(landmarks)) > 30
+    frontal = RegionOptions(profile=ProfileOptions(yaw_start=90.0, yaw_full=91.0))
+    centres = [(round(y), round(x)) for x, y, _ in _lesions(data)["levle2_110.jpg"]]
+
+    def on_skin(skin):
+        return sum(bool(skin[min(y, skin.shape[0] - 1), min(x, skin.shape[1] - 1)]) for y, x in centres)
+
+    wide, narrow = face_regions(image, landmarks).skin, face_regions(image, landmarks, frontal).skin
+    assert on_skin(wide) >= on_skin(narrow) + 0.1 * len(centres)
+    assert on_skin(wide) >= 0.85 * len(centres)
+    assert wide[:, :40].mean() < 0.1 and wide[-40:, :200].mean() < 0.1  # background left and bottom-left
