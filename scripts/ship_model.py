@@ -49,7 +49,7 @@ def main() -> None:
     entry = next((e for e in registry["models"] if e["name"] == args.name), None)
     if entry is None:
         entry = {"name": args.name, "task": spec.task}
-        registry["models"].insert(0, entry)
+        registry["models"].append(entry)
     for other in registry["models"]:
         if other.get("task") == spec.task:
             other["default"] = other is entry

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from apps.cli.main import main
+from weights import default_spec
 from tests.hostile import encode, hostile_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,7 +133,9 @@ def test_process_level_no_traceback_no_hang(tmp_path, portrait_path):
 
 def test_weights_list_shows_the_registry(capsys):
     code, out, _ = run(["weights", "list"], capsys)
-    assert code == 0 and "glowai-unet-small (default)" in out and "glowai-unet-r34" in out
+    default = next(line for line in out.splitlines() if "(default)" in line)
+    assert code == 0 and default.startswith(default_spec().name) and "glowai-unet-r34" in out
+    assert "Apache-2.0" in next(line for line in out.splitlines() if line.startswith("glowai-unet-small"))
 
 
 @pytest.mark.data

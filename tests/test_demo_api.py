@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import EXAMPLES
+from weights import default_spec
 
 gradio_client = pytest.importorskip("gradio_client")
 ALL = ["Acne", "Redness", "Texture", "Dryness"]
@@ -41,7 +42,7 @@ def test_analyze_returns_the_report(client):
         assert json.load(handle)["zones"] == report["zones"]  # the download is the same report
     assert Image.open(card).size[0] >= 1000 and Image.open(zones).size[0] > 100
     assert {a["label"] for a in masks["annotations"]} <= set(ALL)
-    assert "Analysed in" in footer and "glowai-unet-small" in footer
+    assert "Analysed in" in footer and default_spec().name in footer
     assert "not a medical device" in guidance
     assert chart is not None
 

@@ -191,3 +191,22 @@ def test_eval_acne_scores_the_peaks_with_the_same_keys(lesion_run, isolated_cach
     assert set(result["per_grade"]) == {"levle0", "levle2"}
     entry = result["per_image"]["levle2_1.jpg"]
     assert entry["truth"] == 3 and entry["matched"] + entry["false_positives"] == entry["predicted"]
+
+
+def test_eval_compare_runs_two_models_on_one_folder(lesion_run, isolated_cache, tmp_path, capsys):
+    import json
+
+    from apps.cli.main import main
+
+    run, _, acne = lesion_run
+    out = tmp_path / "cmp.json"
+    assert main(["eval", "compare", "baseline:redspot", str(run / "best.safetensors"), "--data", str(acne),
+                 "--json", str(out), "--quiet"]) == 0
+    rows = {row["metric"]: row for row in json.loads(out.read_text())}
+    assert {"recall", "count_mae", "levle2 recall", "levle0 count_mae"} <= set(rows)
+    columns = [c for c in rows["recall"] if c != "metric"]
+    assert len(columns) == 2 and columns[0].startswith("A: baseline:redspot")
+    assert rows["recall"][columns[0]] == 1.0  # the red-spot baseline finds the three drawn spots
+    saved = sorted(p.name for p in tmp_path.glob("cmp.*.json"))
+    assert saved == ["cmp.baseline-redspot.json", "cmp.glowai-unet.json"]
+    assert "levle2 recall" in capsys.readouterr().out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -95,10 +96,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise GlowAIError("usage: glowai eval compare A B [C ...] [--data DIR] [--json OUT]; each a run folder, "
                               "an eval .json, or with --data a model name, .safetensors or baseline:redspot")
         png = Path(args.json).with_suffix(".png") if args.json else None
-        table = compare_all(args.runs, png, Path(args.data) if args.data else None, progress=not args.quiet)
+        results: dict[str, dict] = {}
+        table = compare_all(args.runs, png, Path(args.data) if args.data else None, progress=not args.quiet,
+                            results=results)
         print(table.to_string(index=False))
         if args.json:
-            write_atomic(Path(args.json), table.to_json(orient="records", indent=2).encode())
+            out = Path(args.json)
+            write_atomic(out, table.to_json(orient="records", indent=2).encode())
+            for model, result in results.items():  # each evaluated model's whole result, for cards and sheets
+                name = re.sub(r"[^A-Za-z0-9._-]+", "-", model)
+                write_atomic(out.with_name(f"{out.stem}.{name}.json"), json.dumps(result, indent=1).encode())
         return 0
     if args.runs:
         raise GlowAIError(f"unexpected arguments {' '.join(args.runs)}")

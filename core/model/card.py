@@ -83,7 +83,9 @@ def _metrics_markdown(run: Path) -> str:
         lesion = (f"; lesion F1 {best['val_lesion_f1']:.3f} (recall {best['val_lesion_recall']:.3f}) on held-out "
                   "training photos" if "val_lesion_f1" in table else "")
         parts.append(f"- Training-time validation (subset): mIoU {best['val_miou']:.3f} ({per_class}){lesion}")
-    for name, title in (("eval-segmentation.json", "Synthetic validation set"), ("eval-acne.json", "ACNE04 dev photos"),
+    for name, title in (("eval-segmentation.json", "Synthetic validation set"),
+                        ("eval-segmentation-v1.json", "Synthetic validation set, glowai-unet-small (v1) on the same set"),
+                        ("eval-acne.json", "ACNE04 dev photos"),
                         ("eval-acne-baseline.json", "ACNE04, classical red-spot baseline")):
         path = run / name
         if path.is_file():

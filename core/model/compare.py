@@ -32,8 +32,10 @@ def flatten(result: dict) -> dict[str, float]:
     return flat
 
 
-def load_item(item: str | Path, data: Path | None = None, progress: bool = False) -> tuple[str, dict]:
-    """(column name, flat figures) of one item; see the module docstring."""
+def load_item(item: str | Path, data: Path | None = None, progress: bool = False,
+              results: dict[str, dict] | None = None) -> tuple[str, dict]:
+    """(column name, flat figures) of one item; see the module docstring. A model evaluated here
+    leaves its whole result in `results` (by model name) when given."""
     path = Path(item)
     if path.is_dir() and (path / "metrics.csv").is_file():
         table = pd.read_csv(path / "metrics.csv")
@@ -48,11 +50,14 @@ def load_item(item: str | Path, data: Path | None = None, progress: bool = False
         result = json.loads(path.read_text())
         return str(result.get("model") or path.stem), flatten(result)
     if data is not None:
-        return _evaluate(str(item), Path(data), progress)
+        result = _evaluate(str(item), Path(data), progress)
+        if results is not None:
+            results[result["model"]] = result
+        return result["model"], flatten(result)
     raise GlowAIError(f"{item}: pass a run folder (with metrics.csv) or an eval .json, or a model name with --data")
 
 
-def _evaluate(weights: str, data: Path, progress: bool) -> tuple[str, dict]:
+def _evaluate(weights: str, data: Path, progress: bool) -> dict:
     from core.model.evaluate import eval_acne, eval_segmentation
 
     if (data / "acne04v2_lesions.json").is_file():
@@ -62,15 +67,16 @@ def _evaluate(weights: str, data: Path, progress: bool) -> tuple[str, dict]:
     else:
         raise GlowAIError(f"{data}: neither an ACNE04-like folder (acne04v2_lesions.json) nor a synth dataset "
                           "(manifest.parquet)")
-    return result["model"], flatten(result)
+    return result
 
 
 def compare_all(items: list[str | Path], out_png: Path | None = None, data: Path | None = None,
-                progress: bool = False) -> pd.DataFrame:
-    """One row per metric, one column per item (named by letter and model or run)."""
+                progress: bool = False, results: dict[str, dict] | None = None) -> pd.DataFrame:
+    """One row per metric, one column per item (named by letter and model or run); models
+    evaluated on `data` leave their whole results in `results` when given."""
     if len(items) < 2:
         raise GlowAIError("compare needs at least two items")
-    loaded = [load_item(item, data, progress) for item in items]
+    loaded = [load_item(item, data, progress, results) for item in items]
     figures = [flat for _, flat in loaded]
     keys = [k for k in figures[0] if all(k in f for f in figures[1:])] or sorted(set().union(*figures))
     columns = {f"{chr(65 + i)}: {name}": [flat.get(k) for k in keys] for i, (name, flat) in enumerate(loaded)}
