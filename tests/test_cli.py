@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from apps.cli.main import main
-from weights import default_spec
 from tests.hostile import encode, hostile_corpus
+from weights import default_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 
