@@ -208,7 +208,7 @@ class Segmenter:
             crop_heat = cv2.resize(heat, crop_size, interpolation=cv2.INTER_LINEAR)
             lesion_heat = np.zeros((height, width), np.float32)
             lesion_heat[y0:y1, x0:x1] = crop_heat
-            lesions, blobs = self._lesions(heat, crop_heat, (new_w / (x1 - x0), new_h / (y1 - y0)), skin[y0:y1, x0:x1])
+            lesions, blobs = self._lesions(crop_heat, skin[y0:y1, x0:x1])
             lesions[:, :2] += (x0, y0)
             acne = ACNE_INDEX
             moved = (crop_labels == acne) & ~blobs  # the acne class comes from the lesion head
@@ -219,16 +219,15 @@ class Segmenter:
         label_map[~skin] = 0
         return Segmentation(probabilities, label_map, self.spec.name, self.runtime, lesions, lesion_heat)
 
-    def _lesions(self, heat: np.ndarray, crop_heat: np.ndarray, scale: tuple[float, float],
-                 crop_skin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Peaks of the network-resolution heatmap in crop pixels (on skin only) and the bool blob
-        (heat >= half the threshold) around each of them in the crop."""
-        peaks = lesion_peaks(heat, self.lesion_threshold)
-        peaks[:, :2] = (peaks[:, :2] + 0.5) / np.array(scale, np.float32) - 0.5  # network -> crop pixels
+    def _lesions(self, crop_heat: np.ndarray, crop_skin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Peaks of the heatmap at crop resolution (the same map `lesion_heat` holds, so a threshold
+        calibrated on it is the one applied here), on skin only, and the bool blob (heat >= half the
+        threshold) around each of them."""
+        peaks = lesion_peaks(crop_heat, self.lesion_threshold)
         cols = np.clip(np.round(peaks[:, 0]).astype(int), 0, crop_skin.shape[1] - 1)
         rows = np.clip(np.round(peaks[:, 1]).astype(int), 0, crop_skin.shape[0] - 1)
-        peaks = peaks[crop_skin[rows, cols]]
-        rows, cols = rows[crop_skin[rows, cols]], cols[crop_skin[rows, cols]]
+        on_skin = crop_skin[rows, cols]
+        peaks, rows, cols = peaks[on_skin], rows[on_skin], cols[on_skin]
         if not len(peaks):
             return peaks, np.zeros(crop_heat.shape, bool)
         count, components = cv2.connectedComponents((crop_heat >= 0.5 * self.lesion_threshold).astype(np.uint8))
