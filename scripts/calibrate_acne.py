@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
           f"Spearman {chosen['held_out']['spearman']}")
     if args.json:
         args.json.write_text(json.dumps({"weights": args.weights, "max_fp": args.max_fp, "chosen": chosen["threshold"],
-                                         "rule": rule,
+                                         "rule": rule, "lesion_head": lesion_head,
                                          "lesions_on_skin": round(reachable, 4),
                                          "split": "sorted file names: even positions calibrate, odd are held out",
                                          "table": table}, indent=1))
