@@ -123,6 +123,16 @@ def tiny_dataset(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def train_dataset(tmp_path_factory) -> Path:
+    """A real 16-sample procedural dataset (128 px) with train and val identities, for training tests."""
+    from synth.dataset import RunConfig, run
+
+    out = tmp_path_factory.mktemp("synth-train") / "ds"
+    run(RunConfig(backend="procedural", faces=str(EXAMPLES), seed=1, size=128), 16, out, workers=1, progress=False)
+    return out
+
+
 @pytest.fixture
 def dataset_copy(tiny_dataset, tmp_path) -> Path:
     """A private copy of the tiny dataset that a test may curate, revise and export."""

@@ -100,7 +100,7 @@ def test_review_page(page, studio_url, artifacts):
 def test_error_analysis_page_and_html_report(page, studio_url, artifacts):
     url, root = studio_url
     page.goto(url + "errors", wait_until="domcontentloaded")
-    page.get_by_role("button", name="Run the analysis").click()
+    page.get_by_role("button", name="Run the analysis (lesions, glowai-unet-small)", exact=True).click()
     page.get_by_text("lesion recall").wait_for()
     page.get_by_text("Failure gallery").wait_for()
     page.wait_for_timeout(1500)

@@ -80,12 +80,8 @@ def test_acne04_loader_keeps_only_photos_with_circles(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    from synth.dataset import RunConfig, run
-
-    out = tmp_path_factory.mktemp("synth") / "ds"
-    run(RunConfig(backend="procedural", faces=str(EXAMPLES), seed=1, size=128), 16, out, workers=1, progress=False)
-    return out
+def dataset(train_dataset) -> Path:
+    return train_dataset
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ from core.model.compare import compare
 from core.model.data import Example, augment
 from core.model.evaluate import _match, eval_acne, eval_segmentation, red_spots
 from core.model.train import TrainConfig, confusion, iou_from_confusion, train
-from synth.dataset import RunConfig, run
 from tests.conftest import make_acne04_like
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples"
@@ -24,10 +23,8 @@ TINY = dict(encoder="tu-mobilenetv3_small_050", decoder_channels=(16, 16, 8, 8, 
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("synth") / "ds"
-    run(RunConfig(backend="procedural", faces=str(EXAMPLES), seed=1, size=128), 16, out, workers=1, progress=False)
-    return out
+def dataset(train_dataset) -> Path:
+    return train_dataset
 
 
 @pytest.fixture(scope="module")

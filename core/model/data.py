@@ -67,8 +67,8 @@ def mask_lesions(mask: np.ndarray) -> np.ndarray:
 
 
 def acne04_circles(data: Path) -> dict[str, np.ndarray]:
-    """File name -> expert lesion circles (x, y, radius) in the 640x640 photo's pixels, for the
-    photos that have ACNE04-v2 circles (the others are left out: their v1 boxes miss lesions)."""
+    """File name -> float64 (N, 3) expert lesion circles (x, y, radius) in the 640x640 photo's
+    pixels, for every photo the ACNE04-v2 file lists (photos it does not list have no circles)."""
     lesion_file = Path(data) / "acne04v2_lesions.json"
     if not lesion_file.is_file():
         raise GlowAIError(f"{lesion_file}: lesion annotations missing; pass an ACNE04-like folder "
@@ -81,7 +81,7 @@ def acne04_circles(data: Path) -> dict[str, np.ndarray]:
         sx, sy = 640 / img["width"], 640 / img["height"]
         x, y = ann["coordinates"]
         circles[img["file_name"]].append((x * sx, y * sy, ann["radius"] * (sx + sy) / 2))
-    return {name: np.array(c, np.float32).reshape(-1, 3) for name, c in circles.items()}
+    return {name: np.array(c, np.float64).reshape(-1, 3) for name, c in circles.items()}
 
 
 def load_acne04(data: Path, names: list[str] | None = None) -> list[Example]:
@@ -96,7 +96,8 @@ def load_acne04(data: Path, names: list[str] | None = None) -> list[Example]:
         image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
         if image.shape[:2] != (640, 640):  # circles are in 640x640 pixels
             image = cv2.resize(image, (640, 640), interpolation=cv2.INTER_AREA)
-        examples.append(Example(image, np.full(image.shape[:2], IGNORE, np.uint8), circles[name], True, name))
+        examples.append(Example(image, np.full(image.shape[:2], IGNORE, np.uint8), circles[name].astype(np.float32),
+                                True, name))
     if not examples:
         raise GlowAIError(f"{data}/images: no photo with lesion circles")
     return examples

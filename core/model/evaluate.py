@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -78,18 +77,10 @@ def red_spots(image: np.ndarray, skin: np.ndarray) -> np.ndarray:
 
 def _lesions(data: Path) -> dict[str, list[tuple[float, float, float]]]:
     """File name -> expert lesion circles (x, y, radius) in the 640x640 photo's pixels."""
-    lesion_file = data / "acne04v2_lesions.json"
-    if not lesion_file.is_file():
-        raise GlowAIError(f"{lesion_file}: lesion annotations missing")
-    raw = json.loads(lesion_file.read_text())
-    images = {img["id"]: img for img in raw["images"]}
-    circles: dict[str, list] = {img["file_name"]: [] for img in raw["images"]}
-    for ann in raw["annotations"]:
-        img = images[ann["image_id"]]
-        sx, sy = 640 / img["width"], 640 / img["height"]
-        x, y = ann["coordinates"]
-        circles[img["file_name"]].append((x * sx, y * sy, ann["radius"] * (sx + sy) / 2))
-    return circles
+    from core.model.data import acne04_circles
+
+    return {name: [tuple(float(v) for v in circle) for circle in circles]
+            for name, circles in acne04_circles(data).items()}
 
 
 def _match(predicted: list[tuple[float, float]], circles: list[tuple[float, float, float]]) -> int:
