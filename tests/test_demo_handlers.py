@@ -96,3 +96,15 @@ def test_generate_without_a_painted_stroke_says_what_to_do(source_face):
         gen.run_generate(source_face, gen.MASK_MODES[1], [], 2, "Acne", editor, None, 0)
     with pytest.raises(h.UserError, match="Upload a clean face"):
         gen.run_generate(None, gen.MASK_MODES[0], ["Acne"], 2, "Acne", None, None, 0)
+
+
+def test_about_tab_states_the_default_models_licence():
+    from apps.demo.ui import about_markdown
+    from weights import default_spec, get_spec
+
+    about = about_markdown()
+    spec = default_spec()
+    assert f"**{spec.name}**, licence: **{spec.license}**" in about
+    if spec.lesion_head:  # weights learned from ACNE04 carry its research-only terms, and say so
+        assert "research" in spec.license and "ACNE04" in about
+        assert "glowai-unet-small" in about and get_spec("glowai-unet-small").license == "Apache-2.0"
