@@ -35,6 +35,7 @@ class SegmenterOptions:
     # it (whether or not another class is likelier); None = the model spec's calibrated thresholds
     thresholds: dict[str, float] | None = None
     lesion_threshold: float | None = None  # lesion-head peaks kept from this value; None = the spec's
+    keep_lesion_heat: bool = False  # return the full-frame lesion heatmap too (calibration, pictures)
 
 
 @dataclass
@@ -47,7 +48,8 @@ class Segmentation:
     lesions: for a model with a lesion head (`WeightSpec.lesion_head`), float32 (N, 3) acne lesion
         centres x, y (analysed pixels) and peak value, strongest first, on skin only; the acne class
         of label_map is then the heatmap blob around each centre. lesion_heat: that model's
-        lesion-centre heatmap, float32 (H, W) in [0, 1], 0 outside the crop. Both None otherwise.
+        lesion-centre heatmap, float32 (H, W) in [0, 1], 0 outside the crop, when asked for
+        (`SegmenterOptions.keep_lesion_heat`). Both None otherwise.
     """
 
     probabilities: np.ndarray
@@ -80,7 +82,8 @@ def lesion_peaks(heat: np.ndarray, threshold: float, radius: int = 2) -> np.ndar
     if count <= 1:
         return np.zeros((0, 3), np.float32)
     values = np.zeros(count, np.float32)
-    np.maximum.at(values, labels[maxima > 0], heat[maxima > 0])
+    members = np.flatnonzero(maxima)
+    values[labels.flat[members]] = heat.flat[members]  # maxima side by side hold the same value
     peaks = np.column_stack([centroids[1:], values[1:]]).astype(np.float32)
     return peaks[np.argsort(-peaks[:, 2], kind="stable")]
 
@@ -188,7 +191,7 @@ class Segmenter:
         with self._lock:
             logits = self._forward(x)[0, :, :new_h, :new_w]
         # 4. Softmax over the classes, back to crop size, paste.
-        heat = 1.0 / (1.0 + np.exp(-logits[NUM_CLASSES])) if self.spec.lesion_head else None
+        heat = _sigmoid(logits[NUM_CLASSES]) if self.spec.lesion_head else None
         logits = logits[:NUM_CLASSES]
         logits = logits - logits.max(axis=0, keepdims=True)
         probs = np.exp(logits)
@@ -206,8 +209,9 @@ class Segmenter:
         lesions = lesion_heat = None
         if heat is not None:
             crop_heat = cv2.resize(heat, crop_size, interpolation=cv2.INTER_LINEAR)
-            lesion_heat = np.zeros((height, width), np.float32)
-            lesion_heat[y0:y1, x0:x1] = crop_heat
+            if self.options.keep_lesion_heat:
+                lesion_heat = np.zeros((height, width), np.float32)
+                lesion_heat[y0:y1, x0:x1] = crop_heat
             lesions, blobs = self._lesions(crop_heat, skin[y0:y1, x0:x1])
             lesions[:, :2] += (x0, y0)
             acne = ACNE_INDEX
@@ -269,3 +273,11 @@ def _second_best(probs: np.ndarray, index: int) -> np.ndarray:
     others = probs.copy()
     others[index] = -1.0
     return others.argmax(axis=0).astype(np.uint8)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """float32 logistic of `x`, computed in one buffer."""
+    out = np.negative(x, dtype=np.float32)
+    np.exp(out, out=out)
+    out += 1.0
+    return np.reciprocal(out, out=out)

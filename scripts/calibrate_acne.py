@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     photos = []  # (name, argmax acne spots, acne probability or lesion heatmap on skin, scale)
     on_skin = total = 0  # expert lesion centres that fall on the skin the model is shown
     lesion_head = False
-    for path, analysis in acne_analyses(args.data, args.weights, thresholds={}):
+    for path, analysis in acne_analyses(args.data, args.weights, thresholds={}, keep_lesion_heat=True):
         seg = analysis.segmentation
         skin = analysis.regions.skin
         lesion_head = seg.lesion_heat is not None  # then the thresholds are the heatmap's peak values

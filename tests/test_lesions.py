@@ -123,7 +123,8 @@ def test_real_photos_need_the_head(dataset, tmp_path):
 def _segmenter_with_heat(weights: Path, heat_at: list[tuple[int, int]], isolated_cache) -> Segmenter:
     """A real tiny lesion-head Segmenter whose heatmap logits are replaced by Gaussians at
     `heat_at` (network pixels), so the post-processing is checked against known peaks."""
-    segmenter = Segmenter(SegmenterOptions(weights=str(weights), runtime="torch-fp32", lesion_threshold=0.5))
+    segmenter = Segmenter(SegmenterOptions(weights=str(weights), runtime="torch-fp32", lesion_threshold=0.5,
+                                           keep_lesion_heat=True))
     forward = segmenter._forward
 
     def with_peaks(x: np.ndarray) -> np.ndarray:

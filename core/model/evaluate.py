@@ -96,7 +96,8 @@ def _match(predicted: list[tuple[float, float]], circles: list[tuple[float, floa
 
 
 def acne_analyses(data: Path, weights: str | None = None, progress: bool = True,
-                  on_photo: Callable[[int, int], None] | None = None, thresholds: dict | None = None):
+                  on_photo: Callable[[int, int], None] | None = None, thresholds: dict | None = None,
+                  keep_lesion_heat: bool = False):
     """Yield (photo path, Analysis) for every ACNE04 photo in `data`/images: analysed as a face when
     one is found, else in whole-frame mode (`analysis.face_index` is None then)."""
     from core.pipeline import AnalyzeOptions, Analyzer
@@ -106,7 +107,8 @@ def acne_analyses(data: Path, weights: str | None = None, progress: bool = True,
     if not paths:
         raise GlowAIError(f"{data}/images: no photos")
     baseline = weights == BASELINE
-    seg_options = SegmenterOptions(weights=None if baseline else weights, thresholds=thresholds)
+    seg_options = SegmenterOptions(weights=None if baseline else weights, thresholds=thresholds,
+                                   keep_lesion_heat=keep_lesion_heat)
     face_analyzer = Analyzer(AnalyzeOptions(segmenter=seg_options, segment=not baseline, require_model=not baseline))
     frame_analyzer = Analyzer(AnalyzeOptions(segmenter=seg_options, segment=not baseline, whole_frame=True,
                                              require_model=not baseline, detector=face_analyzer.options.detector))
