@@ -160,17 +160,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_labeler(args: argparse.Namespace) -> int:
     import os
 
+    from core.curation.annotate import list_photos
     from core.curation.dataset import load_manifest
     from core.curation.store import Store, default_url
 
-    root = Path(args.data).resolve()
-    load_manifest(root)  # a wrong folder fails here, with what to do
+    if not args.data and not args.photos:
+        raise GlowAIError("glowai labeler needs --data DIR (a synthetic dataset), --photos DIR (real photos), or both")
+    if args.data:
+        load_manifest(Path(args.data).resolve())  # a wrong folder fails here, with what to do
+    if args.photos:
+        list_photos(Path(args.photos))  # likewise: a folder without photos
+    root = Path(args.data or args.photos).resolve()  # the store lives beside the dataset, else the photos
     url = args.db or default_url(root)
     Store(url, root).close()  # creates or checks the schema; a bad URL fails here
     project = Path(__file__).resolve().parents[2]
     evals = args.eval or [str(p) for p in [project.parent / "shared" / "data" / "acne04-dev"] if p.is_dir()]
     runs = args.runs or [str(p) for p in [project / "runs"] if p.is_dir()]
-    env = {**os.environ, "GLOWAI_LABELER_DATA": str(root), "GLOWAI_LABELER_DB": url,
+    env = {**os.environ, "GLOWAI_LABELER_DATA": str(Path(args.data).resolve()) if args.data else "",
+           "GLOWAI_LABELER_PHOTOS": str(Path(args.photos).resolve()) if args.photos else "",
+           "GLOWAI_LABELER_DB": url,
            "GLOWAI_LABELER_EVAL": os.pathsep.join(str(Path(e).resolve()) for e in evals),
            "GLOWAI_LABELER_RUNS": os.pathsep.join(str(Path(r).resolve()) for r in runs)}
     print(f"GlowAI studio on http://{args.host}:{args.port} for {root} (Ctrl+C to stop)", flush=True)

@@ -273,8 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--queue-size", type=int, default=48, help="requests waiting beyond this get a busy message")
     demo.set_defaults(func=cmd_demo)
 
-    labeler = sub.add_parser("labeler", help="the Streamlit curation studio for a synthetic dataset")
-    labeler.add_argument("--data", required=True, metavar="DIR", help="dataset folder from `glowai synth`")
+    labeler = sub.add_parser("labeler", help="the Streamlit curation studio: synthetic data, labels of real photos")
+    labeler.add_argument("--data", metavar="DIR", help="dataset folder from `glowai synth` (Review, Inspect, Export)")
+    labeler.add_argument("--photos", metavar="DIR", help="real photos to label on the Annotate page (a folder of "
+                         "photos or an ACNE04-like folder with images/); exports go to DIR/glowai-labels/")
     labeler.add_argument("--db", metavar="URL", help="curation database (default: sqlite file DIR/curation.db; "
                          "a team: postgresql+psycopg://user@host/db)")
     labeler.add_argument("--host", default="127.0.0.1")

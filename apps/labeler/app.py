@@ -1,7 +1,9 @@
-"""GlowAI studio (Streamlit): curation of synthetic data and error analysis of the model.
+"""GlowAI studio (Streamlit): curation of synthetic data, labels of real photos, and error
+analysis of the model.
 
-Start it with `glowai labeler --data DIR [--db URL] [--port P]`, which sets GLOWAI_LABELER_DATA
-and GLOWAI_LABELER_DB and runs `streamlit run` on this file.
+Start it with `glowai labeler [--data DIR] [--photos DIR] [--db URL] [--port P]`, which sets
+GLOWAI_LABELER_DATA / GLOWAI_LABELER_PHOTOS / GLOWAI_LABELER_DB and runs `streamlit run` on this
+file. The synthetic pages need --data; Annotate needs --photos.
 """
 
 import sys
@@ -13,15 +15,21 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `streamlit run` puts only this folder on the path
     sys.path.insert(0, str(ROOT))
 
-from apps.labeler.common import curator  # noqa: E402
+from apps.labeler.common import curator, has_dataset, photo_folder  # noqa: E402
 
 st.set_page_config(page_title="GlowAI studio", layout="wide")
 PAGES = Path(__file__).parent / "views"  # not pages/, which Streamlit would list on its own
+synthetic, real = has_dataset(), photo_folder() is not None
+curate = []
+if synthetic:
+    curate += [st.Page(PAGES / "review.py", title="Review", icon=":material/grid_view:", default=True),
+               st.Page(PAGES / "inspect.py", title="Inspect", icon=":material/zoom_in:")]
+if real:
+    curate.append(st.Page(PAGES / "annotate.py", title="Annotate", icon=":material/ads_click:", default=not synthetic))
+curate += [st.Page(PAGES / "stats.py", title="Dataset stats", icon=":material/bar_chart:"),
+           st.Page(PAGES / "export.py", title="Export", icon=":material/ios_share:")]
 navigation = st.navigation({
-    "Curate": [st.Page(PAGES / "review.py", title="Review", icon=":material/grid_view:", default=True),
-               st.Page(PAGES / "inspect.py", title="Inspect", icon=":material/zoom_in:"),
-               st.Page(PAGES / "stats.py", title="Dataset stats", icon=":material/bar_chart:"),
-               st.Page(PAGES / "export.py", title="Export", icon=":material/ios_share:")],
+    "Curate": curate,
     "Model": [st.Page(PAGES / "errors.py", title="Error analysis", icon=":material/troubleshoot:"),
               st.Page(PAGES / "compare.py", title="Compare", icon=":material/compare:")],
 })

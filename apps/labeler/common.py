@@ -16,7 +16,29 @@ from core.errors import GlowAIError
 from core.labels import CONDITIONS
 from core.overlays import mask_overlay
 
-DATA_ENV, DB_ENV = "GLOWAI_LABELER_DATA", "GLOWAI_LABELER_DB"
+DATA_ENV, DB_ENV, PHOTOS_ENV = "GLOWAI_LABELER_DATA", "GLOWAI_LABELER_DB", "GLOWAI_LABELER_PHOTOS"
+
+
+def has_dataset() -> bool:
+    return bool(os.environ.get(DATA_ENV))
+
+
+def photo_folder() -> Path | None:
+    """The folder of real photos to annotate (`glowai labeler --photos DIR`), or None."""
+    value = os.environ.get(PHOTOS_ENV)
+    return Path(value).resolve() if value else None
+
+
+def workspace_root() -> Path:
+    """Where the studio keeps its store and caches: the synthetic dataset, else the photo folder."""
+    if has_dataset():
+        return data_root()
+    folder = photo_folder()
+    if folder is None or not folder.is_dir():
+        st.error(f"Nothing to curate: start the studio with `glowai labeler --data DIR` and/or `--photos DIR` "
+                 f"(or set {DATA_ENV} / {PHOTOS_ENV}).")
+        st.stop()
+    return folder
 
 
 def data_root() -> Path:
@@ -37,7 +59,7 @@ def _store(url: str, root: str) -> Store:
 
 
 def store() -> Store:
-    root = data_root()
+    root = workspace_root()
     try:
         return _store(os.environ.get(DB_ENV) or default_url(root), str(root))
     except GlowAIError as err:

@@ -96,7 +96,8 @@ def image_level_eval(csv_path: Path, images: Path, weights: str | None = None, p
             row = {"file": record["file"], "tone": analysis.report["skin_tone"]["category"]}
             for name in conditions:
                 severity = analysis.report["conditions"][name]["severity"]
-                row.update({name: int(record[name]), f"{name}_pred": int(severity >= present_at),
+                truth = record[name]  # blank: not graded or "can't tell" (left out of the scores)
+                row.update({name: None if pd.isna(truth) else int(truth), f"{name}_pred": int(severity >= present_at),
                             f"{name}_severity": severity})
             rows.append(row)
     return pd.DataFrame(rows)
@@ -108,7 +109,8 @@ def per_class_scores(table: pd.DataFrame) -> pd.DataFrame:
     for label in CONDITIONS:
         if label.name not in table.columns:
             continue
-        truth, pred = table[label.name].astype(bool), table[f"{label.name}_pred"].astype(bool)
+        known = table[table[label.name].notna()]
+        truth, pred = known[label.name].astype(bool), known[f"{label.name}_pred"].astype(bool)
         tp, fp, fn = int((truth & pred).sum()), int((~truth & pred).sum()), int((truth & ~pred).sum())
         rows.append({"condition": label.name, "photos with it": int(truth.sum()), "found": tp,
                      "precision": round(tp / (tp + fp), 3) if tp + fp else None,

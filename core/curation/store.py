@@ -71,6 +71,16 @@ failure_tags = sa.Table(
     sa.Column("curator", sa.String(64), nullable=False),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
 )
+# Labels of real photos (the Annotate page): one row per save of one curator's labels of one photo,
+# appended; the latest row per (photo, curator) is that curator's current label.
+photo_labels = sa.Table(
+    "photo_labels", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("photo", sa.String(128), nullable=False, index=True),  # file name in the photo folder
+    sa.Column("label", sa.Text, nullable=False),  # JSON: grades, points [[x, y, r]], note, suggestion
+    sa.Column("curator", sa.String(64), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)
 audit = sa.Table(
     "audit", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -265,6 +275,31 @@ class Store:
         query = sa.select(failure_tags.c.sample_id, failure_tags.c.tag).where(failure_tags.c.run == run)
         with self.engine.connect() as conn:
             return pd.DataFrame(conn.execute(query).fetchall(), columns=["sample_id", "tag"])
+
+    # -- labels of real photos ----------------------------------------------------------------
+    def save_photo_label(self, photo: str, label: dict, curator: str | None = None) -> None:
+        """Append one curator's label of one real photo (see `core.curation.annotate.check_label`)."""
+        from core.curation.annotate import check_label
+
+        check_sample_ids([photo])
+        clean, who = check_label(label), curator or current_user()
+        with self.engine.begin() as conn:
+            conn.execute(sa.insert(photo_labels).values(photo=photo, label=json.dumps(clean, sort_keys=True),
+                                                        curator=who, at=_now()))
+            self._audit(conn, who, "photo_label", [photo], points=len(clean["points"]), grades=clean["grades"])
+
+    def photo_labels(self, curator: str | None = None) -> pd.DataFrame:
+        """The current label per (photo, curator), or of one curator: columns photo, curator, at,
+        grades (condition -> 0-3, -1 can't tell), points (list of [x, y, r]), note, suggestion (dict or None)."""
+        latest = sa.select(sa.func.max(photo_labels.c.id)).group_by(photo_labels.c.photo, photo_labels.c.curator)
+        query = sa.select(photo_labels.c.photo, photo_labels.c.curator, photo_labels.c.at, photo_labels.c.label).where(
+            photo_labels.c.id.in_(latest.scalar_subquery()))
+        if curator is not None:
+            query = query.where(photo_labels.c.curator == curator)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(photo_labels.c.photo, photo_labels.c.curator)).fetchall()
+        records = [{"photo": photo, "curator": who, "at": at, **json.loads(label)} for photo, who, at, label in rows]
+        return pd.DataFrame(records, columns=["photo", "curator", "at", "grades", "points", "note", "suggestion"])
 
     # -- audit --------------------------------------------------------------------------------
     def audit_log(self, limit: int = 200) -> pd.DataFrame:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import GlowAIError
+from core.imageio import load_image
 from core.labels import label_by_name
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -67,21 +68,40 @@ def mask_lesions(mask: np.ndarray) -> np.ndarray:
 
 
 def acne04_circles(data: Path) -> dict[str, np.ndarray]:
-    """File name -> float64 (N, 3) expert lesion circles (x, y, radius) in the 640x640 photo's
-    pixels, for every photo the ACNE04-v2 file lists (photos it does not list have no circles)."""
+    """File name -> float64 (N, 3) expert lesion circles (x, y, radius) in the pixels of the photo
+    as decoded (upright) from `data`/images, for every photo the ACNE04-v2 file lists (photos it
+    does not list have no circles). The file's coordinates are in its own width x height (ACNE04:
+    the original photos, scaled here to the 640x640 copies); a listed photo that is missing keeps
+    640x640."""
     lesion_file = Path(data) / "acne04v2_lesions.json"
     if not lesion_file.is_file():
         raise GlowAIError(f"{lesion_file}: lesion annotations missing; pass an ACNE04-like folder "
                           "(images/ + acne04v2_lesions.json)")
     raw = json.loads(lesion_file.read_text())
     images = {img["id"]: img for img in raw["images"]}
+    sizes = {img["file_name"]: _upright_size(Path(data) / "images" / img["file_name"]) for img in raw["images"]}
     circles: dict[str, list] = {img["file_name"]: [] for img in raw["images"]}
     for ann in raw["annotations"]:
         img = images[ann["image_id"]]
-        sx, sy = 640 / img["width"], 640 / img["height"]
+        width, height = sizes[img["file_name"]]
+        sx, sy = width / img["width"], height / img["height"]
         x, y = ann["coordinates"]
         circles[img["file_name"]].append((x * sx, y * sy, ann["radius"] * (sx + sy) / 2))
     return {name: np.array(c, np.float64).reshape(-1, 3) for name, c in circles.items()}
+
+
+def _upright_size(path: Path) -> tuple[int, int]:
+    """(width, height) of a photo after its EXIF orientation, from the header only; 640x640 when
+    the file is missing or unreadable."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            turned = image.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+    except (OSError, UnidentifiedImageError):
+        return 640, 640
+    return (height, width) if turned else (width, height)
 
 
 def load_acne04(data: Path, names: list[str] | None = None) -> list[Example]:
@@ -93,11 +113,13 @@ def load_acne04(data: Path, names: list[str] | None = None) -> list[Example]:
         path = data / "images" / name
         if name not in circles or not path.is_file():
             continue
-        image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-        if image.shape[:2] != (640, 640):  # circles are in 640x640 pixels
+        image = load_image(path)
+        lesions = circles[name].astype(np.float32)
+        if image.shape[:2] != (640, 640):  # training sees every photo at ACNE04's 640x640
+            sx, sy = 640 / image.shape[1], 640 / image.shape[0]
             image = cv2.resize(image, (640, 640), interpolation=cv2.INTER_AREA)
-        examples.append(Example(image, np.full(image.shape[:2], IGNORE, np.uint8), circles[name].astype(np.float32),
-                                True, name))
+            lesions = lesions * np.array([sx, sy, (sx + sy) / 2], np.float32)
+        examples.append(Example(image, np.full(image.shape[:2], IGNORE, np.uint8), lesions, True, name))
     if not examples:
         raise GlowAIError(f"{data}/images: no photo with lesion circles")
     return examples

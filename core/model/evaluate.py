@@ -76,7 +76,7 @@ def red_spots(image: np.ndarray, skin: np.ndarray) -> np.ndarray:
 
 
 def _lesions(data: Path) -> dict[str, list[tuple[float, float, float]]]:
-    """File name -> expert lesion circles (x, y, radius) in the 640x640 photo's pixels."""
+    """File name -> expert lesion circles (x, y, radius) in the photo's pixels."""
     from core.model.data import acne04_circles
 
     return {name: [tuple(float(v) for v in circle) for circle in circles]
@@ -103,7 +103,7 @@ def acne_analyses(data: Path, weights: str | None = None, progress: bool = True,
     from core.pipeline import AnalyzeOptions, Analyzer
     from core.segmentation import SegmenterOptions
 
-    paths = sorted((Path(data) / "images").glob("*.jpg"))
+    paths = sorted(p for p in (Path(data) / "images").glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
     if not paths:
         raise GlowAIError(f"{data}/images: no photos")
     baseline = weights == BASELINE

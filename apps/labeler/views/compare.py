@@ -7,14 +7,14 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from apps.labeler.common import data_root, read_json
+from apps.labeler.common import read_json, workspace_root
 from core.curation.versus import SECTIONS, cached_runs, versus_table
 from core.model.compare import compare
 
 RUNS_ENV = "GLOWAI_LABELER_RUNS"
 COUNTS = {"photos", "annotated", "whole_frame", "count", "epoch"}
 st.title("Compare")
-root = data_root()
+root = workspace_root()
 folders = [Path(p) for p in os.environ.get(RUNS_ENV, "").split(os.pathsep) if p]
 runs = sorted({run for folder in folders if folder.is_dir() for run in folder.iterdir()
                if (run / "metrics.csv").is_file()})

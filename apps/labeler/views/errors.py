@@ -10,7 +10,8 @@ import pandas as pd
 import streamlit as st
 
 from apps.labeler.charts import confusion_heatmap
-from apps.labeler.common import curator, data_root, read_json, store
+from apps.labeler.common import curator, photo_folder, read_json, store, workspace_root
+from core.curation.annotate import exported_folders
 from core.curation.errors import (
     GRADE_NAMES,
     cell_samples,
@@ -42,10 +43,12 @@ FAILURE_MODES = ["missed small lesions", "false spots on texture", "hair or bear
                  "side view", "makeup", "scars or marks", "label noise"]
 SORTS = ("error of the first model", "where they differ most")
 
-db, root = store(), data_root()
+db, root = store(), workspace_root()
 st.title("Error analysis")
 folders = [Path(p) for p in os.environ.get(EVAL_ENV, "").split(os.pathsep) if p]
 folders = [f for f in folders if f.is_dir()]
+if photo_folder() is not None:  # labels exported from the Annotate page are labelled sets too
+    folders += [f for f in exported_folders(photo_folder()) if f not in folders]
 if not folders:
     st.info("No labelled real set configured: start the studio with `glowai labeler --data DIR --eval FOLDER` "
             "(an ACNE04-like folder with acne04v2_lesions.json, or images/ plus labels.csv).")
