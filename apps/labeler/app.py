@@ -20,6 +20,10 @@ from apps.labeler.common import curator, has_dataset, photo_folder  # noqa: E402
 st.set_page_config(page_title="GlowAI studio", layout="wide")
 PAGES = Path(__file__).parent / "views"  # not pages/, which Streamlit would list on its own
 synthetic, real = has_dataset(), photo_folder() is not None
+if not (synthetic or real):
+    st.error("Nothing to curate yet: start the studio with `glowai labeler --data DIR` (a dataset made by "
+             "`glowai synth`) and/or `glowai labeler --photos DIR` (real photos to annotate).")
+    st.stop()
 curate = []
 if synthetic:
     curate += [st.Page(PAGES / "review.py", title="Review", icon=":material/grid_view:", default=True),

@@ -20,7 +20,7 @@ from core.curation.annotate import (
 )
 from core.errors import GlowAIError
 from core.imageio import load_image
-from weights import default_name, is_installed, specs
+from weights import default_spec, is_installed, specs
 
 VIEW = 760  # displayed width of the photo, px
 MARK = {"model": (255, 159, 28), "curator": (0, 200, 255), "selected": (255, 0, 200)}  # RGB
@@ -65,24 +65,23 @@ with st.sidebar:
     st.subheader("Photos")
     show = st.radio("Show", ["all", "not labelled by me", "labelled by me"], key="annotate_show")
     listed = [p for p in photos if show == "all" or (p in saved.index) == (show == "labelled by me")]
-    model = st.selectbox("Suggestions from", models, index=models.index(default_name()) if default_name() in models
-                         else 0, key="annotate_model", help="the model's lesion points and grades to start from")
+    preferred = default_spec().name
+    model = st.selectbox("Suggestions from", models, index=models.index(preferred) if preferred in models else 0,
+                         key="annotate_model", help="the model's lesion points and grades to start from")
     st.caption(f"{len(saved):,} of {len(photos):,} photos labelled by {who}")
 if not listed:
     st.info("No photo matches: choose another filter in the sidebar.")
     st.stop()
-index = min(st.session_state.get("annotate_index", 0), len(listed) - 1)
-name = st.selectbox("Photo", listed, index=index, key=f"annotate_pick_{show}",
-                    on_change=lambda: st.session_state.update(annotate_index=listed.index(
-                        st.session_state[f"annotate_pick_{show}"])))
-name = listed[index] if name not in listed else name
+PICK = f"annotate_pick_{show}"  # one photo choice per filter: a label saved may drop a photo from the list
+if st.session_state.get(PICK) not in listed:
+    st.session_state[PICK] = listed[min(st.session_state.get("annotate_index", 0), len(listed) - 1)]
+name = st.selectbox("Photo", listed, key=PICK)
 index = listed.index(name)
 st.session_state["annotate_index"] = index
 
 
 def go(step: int) -> None:
-    st.session_state["annotate_index"] = max(0, min(len(listed) - 1, index + step))
-    st.session_state.pop(f"annotate_pick_{show}", None)
+    st.session_state[PICK] = listed[max(0, min(len(listed) - 1, index + step))]
 
 
 # 1. The photo (a hostile or broken one gets a card, and the curator moves on).
@@ -157,7 +156,7 @@ def grade_word(grade: int | None) -> str:
 
 # 3. Clicks: add or remove a point (or move one), on the photo at the chosen zoom.
 height, width = image.shape[:2]
-picture, side = st.columns([3, 2])
+picture, side = st.columns([5, 3])
 with side:
     mode = st.segmented_control("A click", ["adds / removes", "moves"], default="adds / removes",
                                 key="annotate_mode", help="moves: click a point, then where it belongs")
@@ -227,33 +226,34 @@ with side:
     st.subheader(f"{name} ({index + 1} of {len(listed)})")
     if proposal.get("message"):
         st.caption(proposal["message"])
-    for key, condition in zip(CYCLE_KEYS, CONDITION_NAMES, strict=True):
-        row = st.columns([5, 1], vertical_alignment="bottom")
+    for condition in CONDITION_NAMES:
         suggested = proposal["grades"].get(condition)
-        row[0].segmented_control(
+        st.segmented_control(
             f"{condition.title()}" + (f" (model: {GRADES[suggested]})" if suggested is not None else ""),
-            GRADE_OPTIONS, format_func=lambda g: "can't tell" if g == CANT_TELL else GRADES[g],
-            key=f"annotate_grade_{name}_{condition}")
-        row[1].button(key, shortcut=key, key=f"annotate_cycle_{condition}", on_click=cycle, args=(condition,),
-                      help=f"key {key}: next grade for {condition}")
+            GRADE_OPTIONS, format_func=grade_word, key=f"annotate_grade_{name}_{condition}")
+    for column, key, condition in zip(st.columns(2) * 2, CYCLE_KEYS, CONDITION_NAMES, strict=True):
+        column.button(f"next {condition} grade", shortcut=key, key=f"annotate_cycle_{condition}", on_click=cycle, args=(condition,),
+                      help=f"key {key}: the next grade for {condition}", width="stretch")
     st.text_area("Note", value=work["note"], key=f"annotate_note_{name}", height=68)
     first, second = st.columns(2)
     first.button("Save and next", shortcut="S", type="primary", on_click=save, args=(True,), key="annotate_save_next",
                  width="stretch")
     second.button("Save", on_click=save, args=(False,), key="annotate_save", width="stretch")
-    back, undo, start, forward = st.columns(4)
+    back, forward = st.columns(2)
     back.button("Previous", shortcut="Left", on_click=go, args=(-1,), key="annotate_prev", width="stretch")
+    forward.button("Next", shortcut="Right", on_click=go, args=(1,), key="annotate_next", width="stretch")
+    undo, start = st.columns(2)
     undo.button("Undo point", shortcut="Z", key="annotate_undo", width="stretch", disabled=not work["points"],
                 on_click=lambda: work["points"].pop())
-    start.button("Start over", shortcut="R", on_click=reset, key="annotate_reset", width="stretch",
+    start.button("Start over", shortcut="O", on_click=reset, key="annotate_reset", width="stretch",
                  help="back to the model's suggestions (what is saved stays in the log)")
-    forward.button("Next", shortcut="Right", on_click=go, args=(1,), key="annotate_next", width="stretch")
     st.caption("Keys: 1-4 next grade of acne / redness / texture / dryness · S save and next · Z undo point · "
-               "R start over · ← → move")
+               "O start over · ← → move")
     if "annotate_error" in st.session_state:
         st.error(st.session_state.pop("annotate_error"))
     state = "saved" if name in saved.index else "not saved yet"
-    st.markdown(f"**{len(work['points'])} lesion points** · {state}")
+    count = len(work["points"])
+    st.markdown(f"**{count} lesion point{'' if count == 1 else 's'}** · {state}")
 
     # 5. How far the curator is from the model on this photo: the model's error here.
     if work["suggestion"] is not None:
