@@ -5,6 +5,7 @@ opened in chromium too."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 from tests.conftest import ROOT
 
 playwright = pytest.importorskip("playwright.sync_api")
+expect = playwright.expect
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not os.path.exists(CHROMIUM):
     if os.environ.get("CI"):
@@ -162,3 +164,105 @@ def test_a_studio_killed_mid_request_loses_no_decision(page, tiny_dataset, tmp_p
         page.get_by_text("accepted 3").first.wait_for()
     finally:
         stop(server)
+
+
+def serve_studio(args: list[str], log_path) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = open(log_path, "w+")  # noqa: SIM115 - the process owns it
+    process = subprocess.Popen([sys.executable, "-m", "apps.cli", "labeler", *args, "--port", str(port)], cwd=ROOT,
+                               stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(url + "_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return process, url
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            log.seek(0)
+            pytest.fail(f"the studio did not start:\n{log.read()[-3000:]}")
+        time.sleep(0.5)
+
+
+def lesion_count(page) -> int:
+    return int(page.get_by_text(re.compile(r"^\d+ lesion points? ·")).inner_text().split()[0])
+
+
+def label_photo(page, name: str, clicks: list[tuple[int, int]], grades: dict[int, str]) -> None:
+    """On the open photo: click each point on the picture, choose grades (condition -> word)."""
+    page.get_by_text(re.compile(rf"^{re.escape(name)} \(\d+ of \d+\)")).wait_for()
+    page.get_by_text("Model's error on this photo").wait_for()  # the model's suggestions are in
+    before = lesion_count(page)
+    picture = page.frame_locator("iframe").first.locator("img")
+    for k, (x, y) in enumerate(clicks, 1):
+        picture.click(position={"x": x, "y": y})
+        page.get_by_text(re.compile(rf"^{before + k} lesion points? ·")).wait_for()
+    for condition, word in grades.items():
+        group = page.get_by_role("radiogroup", name=re.compile(rf"^{condition}\b", re.IGNORECASE))
+        group.get_by_role("radio", name=word, exact=True).click()
+        expect(group.get_by_role("radio", name=word, exact=True)).to_be_checked()
+
+
+def test_two_curators_annotate_photos_in_the_browser(browser, tmp_path, artifacts):
+    """Alice labels two photos by clicking and choosing grades; a reload finds them; Bob labels the
+    same photos differently and the stats page shows their kappa."""
+    import sqlite3
+
+    from core.curation.store import Store, default_url
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("portrait-001.jpg", "portrait-006.jpg"):
+        shutil.copy(ROOT / "data" / "examples" / name, photos / name)
+    process, url = serve_studio(["--photos", str(photos)], tmp_path / "studio.log")
+    context = browser.new_context(viewport={"width": 1500, "height": 1600})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    try:
+        page.goto(url + "?curator=alice", wait_until="domcontentloaded")
+        label_photo(page, "portrait-001.jpg", [(300, 350), (420, 380)], {"acne": "moderate", "redness": "mild"})
+        alice_first = lesion_count(page)
+        page.screenshot(path=str(artifacts / "studio-annotate.png"), full_page=True)
+        page.get_by_role("button", name="Save and next").click()
+        label_photo(page, "portrait-006.jpg", [(380, 300)], {"acne": "mild", "redness": "none"})
+        alice_second = lesion_count(page)
+        page.get_by_role("button", name="Save", exact=True).click()
+        page.get_by_text("2 of 2 photos labelled by alice").wait_for()
+
+        page.reload(wait_until="domcontentloaded")  # a new session: what is shown comes from the store
+        page.get_by_text("2 of 2 photos labelled by alice").wait_for()
+        page.get_by_text(f"{alice_first} lesion point").first.wait_for()
+        page.get_by_text("· saved").wait_for()
+
+        page.goto(url + "?curator=bob", wait_until="domcontentloaded")
+        page.get_by_text("0 of 2 photos labelled by bob").wait_for()
+        label_photo(page, "portrait-001.jpg", [(300, 350)], {"acne": "mild", "redness": "mild"})
+        page.get_by_role("button", name="Save and next").click()
+        label_photo(page, "portrait-006.jpg", [], {"acne": "mild", "redness": "mild"})
+        page.get_by_role("button", name="Save", exact=True).click()
+        page.get_by_text("2 of 2 photos labelled by bob").wait_for()
+
+        page.goto(url + "stats?curator=bob", wait_until="domcontentloaded")
+        page.get_by_text("Agreement between curators").wait_for()
+        agreement = page.locator("table").filter(has_text="alice / bob")  # the grid's accessible table
+        agreement.wait_for(state="attached")
+        assert "kappa acne" in agreement.inner_text() and "point F1" in agreement.inner_text()
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(artifacts / "studio-agreement.png"), full_page=True)
+    finally:
+        context.close()
+        stop(process)
+    with sqlite3.connect(photos / "curation.db") as db:
+        assert db.execute("SELECT count(*) FROM audit WHERE action = 'photo_label'").fetchone()[0] == 4
+    with Store(default_url(photos), photos) as store:
+        labels = store.photo_labels().set_index(["curator", "photo"])
+    chosen = {who: [(labels.at[(who, p), "grades"].get("acne"), labels.at[(who, p), "grades"].get("redness"))
+                    for p in ("portrait-001.jpg", "portrait-006.jpg")] for who in ("alice", "bob")}
+    assert chosen == {"alice": [(2, 1), (1, 0)], "bob": [(1, 1), (1, 1)]}  # a click on the chosen grade keeps it
+    assert len(labels.at[("alice", "portrait-001.jpg"), "points"]) == alice_first
+    assert len(labels.at[("alice", "portrait-006.jpg"), "points"]) == alice_second

@@ -38,6 +38,8 @@ navigation = st.navigation({
               st.Page(PAGES / "compare.py", title="Compare", icon=":material/compare:")],
 })
 with st.sidebar:
-    st.session_state["curator"] = st.text_input("Curator", value=curator(), max_chars=64,
-                                                help="recorded with every decision in the audit log")
+    name = st.text_input("Curator", value=curator(), max_chars=64,
+                         help="recorded with every decision and label in the audit log").strip()
+    st.session_state["curator"] = name or curator()
+    st.query_params["curator"] = st.session_state["curator"]  # a reload or bookmark keeps who is curating
 navigation.run()

@@ -84,8 +84,10 @@ def reviewed():
 
 
 def curator() -> str:
+    """Who is curating: the sidebar's name, kept in the address (?curator=NAME) so a reload or a
+    bookmark keeps it; the login name until someone types theirs."""
     if "curator" not in st.session_state:
-        st.session_state["curator"] = current_user()
+        st.session_state["curator"] = (st.query_params.get("curator") or "").strip()[:64] or current_user()
     return st.session_state["curator"]
 
 

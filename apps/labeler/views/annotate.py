@@ -230,7 +230,8 @@ with side:
         suggested = proposal["grades"].get(condition)
         st.segmented_control(
             f"{condition.title()}" + (f" (model: {GRADES[suggested]})" if suggested is not None else ""),
-            GRADE_OPTIONS, format_func=grade_word, key=f"annotate_grade_{name}_{condition}")
+            GRADE_OPTIONS, format_func=grade_word, key=f"annotate_grade_{name}_{condition}",
+            required=True)  # a click on the chosen grade keeps it (no silent "not graded")
     for column, key, condition in zip(st.columns(2) * 2, CYCLE_KEYS, CONDITION_NAMES, strict=True):
         column.button(f"next {condition} grade", shortcut=key, key=f"annotate_cycle_{condition}", on_click=cycle, args=(condition,),
                       help=f"key {key}: the next grade for {condition}", width="stretch")
