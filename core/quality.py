@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from core.colour import rgb_to_gray
+from core.regions import mask_bounds
 
 # Thresholds. Blur: variance of the Laplacian of the face resized to 256 px wide; the CC0
 # portraits (sharp studio photos) give 100-2000, visibly soft photos fall under ~40.
@@ -52,7 +53,7 @@ def check_quality(image: np.ndarray, box: tuple[float, float, float, float], ski
     checks.append(QualityCheck("brightness", round(skin_lightness, 1), DARK_L <= skin_lightness <= BRIGHT_L,
                                "The skin looks too dark; face a window or a soft light." if skin_lightness < DARK_L
                                else "The skin looks overexposed; avoid direct flash or harsh light."))
-    clipped = float((image[skin].max(axis=1) >= 250).mean()) if skin.any() else 0.0
+    clipped = _clipped_fraction(image, skin)
     checks.append(QualityCheck("clipped_highlights", round(clipped, 3), clipped <= MAX_CLIPPED,
                                "Part of the skin is blown out by light; shine and flash hide skin detail."))
     face = rgb_to_gray(image[max(0, y0):y1, max(0, x0):x1])
@@ -73,3 +74,13 @@ def check_quality(image: np.ndarray, box: tuple[float, float, float, float], ski
         checks.append(QualityCheck("roll", round(roll, 1), abs(roll) <= MAX_ROLL,
                                    "The head is tilted sideways; keep it upright."))
     return checks
+
+
+def _clipped_fraction(image: np.ndarray, skin: np.ndarray) -> float:
+    """Fraction of skin pixels with a channel at 250 or more (blown out), inside the skin's bounding box."""
+    x, y, w, h = mask_bounds(skin)
+    if not w:
+        return 0.0
+    crop, inside = image[y:y + h, x:x + w], skin[y:y + h, x:x + w]
+    brightest = np.maximum(np.maximum(crop[..., 0], crop[..., 1]), crop[..., 2])
+    return float(np.count_nonzero((brightest >= 250) & inside) / np.count_nonzero(inside))

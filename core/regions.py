@@ -170,9 +170,7 @@ def whole_frame_regions(image: np.ndarray) -> FaceRegions:
     centre = np.zeros((height, width), bool)
     centre[height // 4: 3 * height // 4, width // 4: 3 * width // 4] = True
     mean, inv_cov, l_median = _fit_skin_colour(lab[centre])
-    diff = lab[..., 1:] - mean
-    distance = np.sqrt(np.einsum("...i,ij,...j->...", diff, inv_cov, diff))
-    mask = (distance < 3.5) & (lab[..., 0] > 0.35 * l_median)
+    mask = (_mahalanobis2(lab, mean, inv_cov) < 3.5**2) & (lab[..., 0] > 0.35 * l_median)
     mask = _fill_small_holes(mask, np.ones_like(mask), max_area=0.01 * height * width)
     skin_lab = np.median(lab[mask], axis=0) if mask.any() else np.zeros(3)
     return FaceRegions(mask, mask.astype(np.uint8), ("whole_frame",), {}, "whole-frame colour",
@@ -212,14 +210,18 @@ def triangle_zones() -> np.ndarray:
     return zones.astype(np.uint8)
 
 
+@lru_cache(maxsize=1)
+def _zone_triangles() -> tuple[np.ndarray, ...]:
+    """Per zone (1-based order of ZONES), the mesh triangles (n, 3) of landmark indices."""
+    tri, zones = np.asarray(topology()["triangles"]), triangle_zones()
+    return tuple(tri[zones == zone] for zone in range(1, len(ZONES) + 1))
+
+
 def _zone_map(shape: tuple[int, int], local: np.ndarray) -> np.ndarray:
-    tri = topology()["triangles"]
-    zones = triangle_zones()
     zone_map = np.zeros(shape, np.uint8)
     points = np.round(local[:, :2] * 4).astype(np.int32)  # 2 bits of sub-pixel precision
-    for zone in range(1, len(ZONES) + 1):
-        polys = [points[t] for t in tri[zones == zone]]
-        cv2.fillPoly(zone_map, polys, zone, lineType=cv2.LINE_8, shift=2)
+    for zone, triangles in enumerate(_zone_triangles(), 1):
+        cv2.fillPoly(zone_map, list(points[triangles]), zone, lineType=cv2.LINE_8, shift=2)
     return zone_map
 
 
@@ -234,12 +236,18 @@ def _smooth_zones(zone_map: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def _fill_nearest(zone_map: np.ndarray, skin: np.ndarray) -> np.ndarray:
+    """Skin outside every mesh triangle takes the zone of the nearest zoned pixel."""
     missing = skin & (zone_map == 0)
-    if not missing.any() or not (zone_map > 0).any():
+    zoned = zone_map > 0
+    if not missing.any() or not zoned.any():
         return zone_map
-    _, (iy, ix) = ndimage.distance_transform_edt(zone_map == 0, return_indices=True)
+    # one Voronoi pass: each pixel gets the label of its nearest zoned pixel (labels 1..N in scan order)
+    _, nearest = cv2.distanceTransformWithLabels((~zoned).astype(np.uint8), cv2.DIST_L2, 5,
+                                                 labelType=cv2.DIST_LABEL_PIXEL)
+    zone_of = np.zeros(int(nearest.max()) + 1, np.uint8)
+    zone_of[nearest[zoned]] = zone_map[zoned]
     filled = zone_map.copy()
-    filled[missing] = zone_map[iy[missing], ix[missing]]
+    filled[missing] = zone_of[nearest[missing]]
     return filled
 
 
@@ -251,7 +259,7 @@ def _eye_rings(lightness: np.ndarray, local: np.ndarray, candidate: np.ndarray, 
     if options.eye_ring <= 0:
         return rings
     for name in ("left_eye", "right_eye"):
-        ring = _dilate(_poly(candidate.shape, local[contours[name]]), options.eye_ring * unit) & candidate
+        ring = _poly_dilated(candidate.shape, local[contours[name]], options.eye_ring * unit) & candidate
         if ring.any() and np.median(lightness[ring]) >= options.eye_ring_dark * l_median:
             rings |= ring
     return rings
@@ -268,58 +276,85 @@ def _colour_ok(lab: np.ndarray, core: np.ndarray, oval: np.ndarray, beyond: np.n
        where fringes hang, and beyond the oval).
     """
     mean, inv_cov, l_median = _fit_skin_colour(lab[core])
-    diff = lab[..., 1:] - mean
-    distance = np.sqrt(np.einsum("...i,ij,...j->...", diff, inv_cov, diff))
-    ok = (distance < options.colour_threshold) & (lab[..., 0] > options.shadow_floor * l_median)
-    ok &= ~(beyond & (distance >= options.extension_threshold))
+    d2 = _mahalanobis2(lab, mean, inv_cov)
+    ok = (d2 < options.colour_threshold**2) & (lab[..., 0] > options.shadow_floor * l_median)
+    ok &= ~(beyond & (d2 >= options.extension_threshold**2))
     if options.contrast_model:
-        ring = _dilate(oval, 0.35 * unit) & ~_dilate(oval, 0.1 * unit)
+        ring = _ring(oval, 0.1 * unit, 0.35 * unit)
         if ring.sum() > 200:
-            prior = np.where(beyond, options.prior_outside, options.prior_inside)
+            prior = np.where(beyond, np.float32(options.prior_outside), np.float32(options.prior_inside))
             prior[forehead] = options.prior_forehead
-            ok &= _skin_probability(lab, core, ring, prior) > 0.5
+            ok &= _skin_likelier(lab, core, ring, prior)
     return ok
+
+
+def _mahalanobis2(lab: np.ndarray, mean: np.ndarray, inv_cov: np.ndarray) -> np.ndarray:
+    """Squared Mahalanobis distance in a*b* of every pixel of `lab` (float32 ..., 3), in float32."""
+    da = lab[..., 1] - np.float32(mean[0])
+    db = lab[..., 2] - np.float32(mean[1])
+    d2 = da * da
+    d2 *= np.float32(inv_cov[0, 0])
+    d2 += np.float32(inv_cov[0, 1] + inv_cov[1, 0]) * (da * db)
+    db *= db
+    db *= np.float32(inv_cov[1, 1])
+    d2 += db
+    return d2
+
+
+FIT_SAMPLES = 40_000  # more skin pixels than this are strided down for the fit: the moments do not move
 
 
 def _fit_skin_colour(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """Robust Gaussian of a*b* (two trimming passes) and the median L* of skin samples (N, 3)."""
+    if len(samples) > FIT_SAMPLES:
+        samples = samples[:: -(-len(samples) // FIT_SAMPLES)]
     ab = samples[:, 1:].astype(np.float64)
     keep = np.ones(len(ab), bool)
     for _ in range(2):
         mean = ab[keep].mean(0)
         cov = np.cov(ab[keep].T) + np.eye(2) * 1.0
         inv = np.linalg.inv(cov)
-        diff = ab - mean
-        d2 = np.einsum("ni,ij,nj->n", diff, inv, diff)
+        da, db = ab[:, 0] - mean[0], ab[:, 1] - mean[1]
+        d2 = inv[0, 0] * da * da + (inv[0, 1] + inv[1, 0]) * da * db + inv[1, 1] * db * db
         keep = d2 <= np.quantile(d2, 0.9)  # <=: a flat patch (all distances equal) keeps every sample
     cov = np.cov(ab[keep].T) * 1.5 + np.eye(2) * 2.0  # widen: the trimmed fit underestimates spread
     return ab[keep].mean(0), np.linalg.inv(cov), float(np.median(samples[:, 0]))
 
 
-_BINS = np.array([20, 24, 24])
-_LO = np.array([0.0, -30.0, -20.0])
-_HI = np.array([100.0, 60.0, 70.0])
+_BINS = (20, 24, 24)
+_LO = (0.0, -30.0, -20.0)
+_HI = (100.0, 60.0, 70.0)
 
 
-def _lab_bins(lab: np.ndarray) -> np.ndarray:
-    idx = ((lab - _LO) / (_HI - _LO) * _BINS).astype(np.int32)
-    return np.clip(idx, 0, _BINS - 1)
+def _lab_bin_index(lab: np.ndarray) -> np.ndarray:
+    """Flat index (int32) of each pixel's Lab histogram bin, _BINS per channel over [_LO, _HI]."""
+    flat = None
+    for channel, (bins, lo, hi) in enumerate(zip(_BINS, _LO, _HI, strict=True)):
+        scaled = (lab[..., channel] - np.float32(lo)) * np.float32(bins / (hi - lo))
+        index = np.clip(scaled, 0, bins - 1, out=scaled).astype(np.int32)  # the float is >= 0: truncation is floor
+        flat = index if flat is None else flat * bins + index
+    return flat
 
 
-def _skin_probability(lab: np.ndarray, skin: np.ndarray, other: np.ndarray, prior: np.ndarray) -> np.ndarray:
-    """Posterior of skin from smoothed Lab histograms of this photo's skin and non-skin samples."""
-    bins = _lab_bins(lab)
-    flat = np.ravel_multi_index((bins[..., 0], bins[..., 1], bins[..., 2]), tuple(_BINS))
+def _skin_likelier(lab: np.ndarray, skin: np.ndarray, other: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """Where skin is the likelier explanation (posterior > 0.5), from smoothed Lab histograms of
+    this photo's skin and non-skin samples and a per-pixel prior: p_skin / p_other > (1 - prior) / prior."""
+    flat = _lab_bin_index(lab)
     hists = []
     for mask in (skin, other):
-        hist = np.bincount(flat[mask], minlength=int(_BINS.prod())).reshape(tuple(_BINS)).astype(np.float64)
+        hist = np.bincount(flat[mask], minlength=int(np.prod(_BINS))).reshape(_BINS).astype(np.float64)
         hist = ndimage.gaussian_filter(hist, sigma=1.0) + 1e-3
         hists.append(hist / hist.sum())
-    p_skin, p_other = (h.ravel()[flat] for h in hists)
-    return prior * p_skin / (prior * p_skin + (1 - prior) * p_other)
+    ratio = (hists[0] / hists[1]).astype(np.float32).ravel()  # per bin, not per pixel
+    return ratio[flat] > (1 - prior) / prior
 
 
 # -- mask helpers ---------------------------------------------------------------------------
+def mask_bounds(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """x, y, width, height of the bounding box of a bool mask's True pixels (all 0 when none)."""
+    return cv2.boundingRect(np.ascontiguousarray(mask, dtype=bool).view(np.uint8))
+
+
 def _extended_oval(xy: np.ndarray, indices: list[int], extension: float) -> np.ndarray:
     oval = xy[indices].copy()
     up = xy[10] - xy[152]  # chin -> forehead top
@@ -356,6 +391,27 @@ def _dilate(mask: np.ndarray, radius: float) -> np.ndarray:
     if radius > 4:  # a distance transform costs the same for any radius
         return cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 5) <= radius
     return cv2.dilate(mask.astype(np.uint8), _disk(radius)).astype(bool)
+
+
+def _ring(mask: np.ndarray, inner: float, outer: float) -> np.ndarray:
+    """Pixels farther than `inner` but within `outer` of `mask`: _dilate(outer) & ~_dilate(inner),
+    from one distance transform when both radii take that path."""
+    if inner <= 4:
+        return _dilate(mask, outer) & ~_dilate(mask, inner)
+    distance = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 5)
+    return (distance <= outer) & (distance > inner)
+
+
+def _poly_dilated(shape: tuple[int, int], points: np.ndarray, radius: float) -> np.ndarray:
+    """_dilate(_poly(shape, points), radius), computed in a window around the polygon."""
+    reach = int(np.ceil(max(radius, 0))) + 2
+    x0, y0 = np.maximum(np.floor(points[:, :2].min(0)).astype(int) - reach, 0)
+    x1, y1 = np.minimum(np.ceil(points[:, :2].max(0)).astype(int) + reach + 1, [shape[1], shape[0]])
+    mask = np.zeros(shape, bool)
+    if x1 <= x0 or y1 <= y0:
+        return mask
+    mask[y0:y1, x0:x1] = _dilate(_poly((y1 - y0, x1 - x0), points - [x0, y0]), radius)
+    return mask
 
 
 def _erode(mask: np.ndarray, radius: float) -> np.ndarray:

@@ -20,7 +20,7 @@ import numpy as np
 from core.colour import ita_category, ita_degrees
 from core.labels import CONDITIONS
 from core.quality import QualityCheck
-from core.regions import FaceRegions
+from core.regions import FaceRegions, mask_bounds
 
 REPORT_VERSION = "1.0"
 SEVERITY_SCALES: dict[str, tuple[float, float]] = {  # condition -> (A_c area %, N_c lesions)
@@ -85,9 +85,15 @@ def build_report(regions: FaceRegions, label_map: np.ndarray | None, quality: li
     zones = {}
     for index, name in enumerate(regions.zone_names, start=1):
         mask = zone_map == index
+        conditions = None
+        if label_map is not None:  # scored inside the zone's own bounding box: the same counts, a fifth of the pixels
+            x, y, w, h = mask_bounds(mask)
+            inside = None if points is None else points[(points[:, 0] >= y) & (points[:, 0] < y + h) &
+                                                        (points[:, 1] >= x) & (points[:, 1] < x + w)] - (y, x)
+            conditions = condition_scores(label_map[y:y + h, x:x + w], mask[y:y + h, x:x + w], min_lesion_px, inside)
         zones[name] = {
             "skin_pct": round(float(100.0 * mask.sum() / skin_px), 2) if skin_px else 0.0,
-            "conditions": condition_scores(label_map, mask, min_lesion_px, points) if label_map is not None else None,
+            "conditions": conditions,
         }
     overall = condition_scores(label_map, skin, min_lesion_px, points) if label_map is not None else None
     return {
