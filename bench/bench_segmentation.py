@@ -1,4 +1,4 @@
-"""Segmentation runtimes on this machine: torch fp32 vs bf16+channels_last vs ONNX Runtime.
+"""Segmentation runtimes on this machine: torch fp32 vs bf16+channels_last vs ONNX Runtime fp32 and int8.
 
 Each runtime runs the full predictor (crop, resize, network, softmax, paste back) on a portrait
 at the spec's input size, in the same process; ratios are against torch-fp32.
@@ -38,7 +38,7 @@ def main() -> None:
     for encoder in args.encoders:
         path = stand_in_checkpoint(encoder, args.size)
         baseline = None
-        for runtime in ("torch-fp32", "torch-bf16", "onnx"):
+        for runtime in ("torch-fp32", "torch-bf16", "onnx", "onnx-int8"):
             with Segmenter(SegmenterOptions(weights=str(path), runtime=runtime)) as segmenter:
                 for _ in range(2):
                     segmenter.segment(image, skin)

@@ -4,8 +4,12 @@ Runtimes (`SegmenterOptions.runtime`):
 - "torch-fp32": reference path, any device.
 - "torch-bf16": CPU bf16 autocast + channels_last (fast on CPUs with AVX512-BF16/AMX).
 - "torch-fp16": CUDA fp16 autocast (the GPU path).
-- "onnx": ONNX Runtime on CPU; the model is exported once to the cache.
-- "auto": torch-fp16 on CUDA; on CPU torch-bf16 where the CPU has native bf16, else onnx.
+- "onnx": ONNX Runtime on CPU; the model is exported once to the cache (`glowai weights prepare`
+  does it at set-up, so no visitor waits for it).
+- "onnx-int8": ONNX Runtime with int8 weights and activations (static QDQ quantization,
+  calibrated on the bundled CC0 portraits), cached beside the fp32 export.
+- "auto": torch-fp16 on CUDA; on CPU the model's `cpu_runtime` when its registry entry names one
+  (glowai-seg-v2: onnx-int8), else torch-bf16 where the CPU has native bf16, else onnx.
 `bench/bench_segmentation.py` measures them against each other on this machine.
 """
 
@@ -23,7 +27,8 @@ from core.labels import CONDITIONS, LABELS, NUM_CLASSES, label_by_name
 from core.regions import mask_bounds
 
 ACNE_INDEX = label_by_name("acne").index
-RUNTIMES = ("auto", "torch-fp32", "torch-bf16", "torch-fp16", "onnx")
+RUNTIMES = ("auto", "torch-fp32", "torch-bf16", "torch-fp16", "onnx", "onnx-int8")
+CALIBRATION_PHOTOS = Path(__file__).resolve().parents[1] / "data" / "examples"  # CC0, shipped with the repo
 
 
 @dataclass(frozen=True)
@@ -126,7 +131,7 @@ class Segmenter:
         self.runtime = self._choose_runtime()
         if self.runtime == "torch-bf16":
             self.model = self.model.to(memory_format=torch.channels_last)
-        self._onnx = self._onnx_session(path) if self.runtime == "onnx" else None
+        self._onnx = self._onnx_session(path) if self.runtime.startswith("onnx") else None
         self._lock = threading.Lock()
         thresholds = self.options.thresholds if self.options.thresholds is not None else (self.spec.thresholds or {})
         unknown = set(thresholds) - {label.name for label in CONDITIONS}
@@ -141,26 +146,92 @@ class Segmenter:
         if runtime == "auto":
             if self.device.type == "cuda":
                 return "torch-fp16"
+            if self.spec.cpu_runtime:  # the model's own, checked for accuracy when it was shipped
+                if self.spec.cpu_runtime not in RUNTIMES or self.spec.cpu_runtime in ("auto", "torch-fp16"):
+                    raise WeightsError(f"{self.spec.name}: cpu_runtime {self.spec.cpu_runtime!r} is not a CPU "
+                                       f"runtime ({', '.join(RUNTIMES)})")
+                return self.spec.cpu_runtime
             return "torch-bf16" if cpu_has_bf16() else "onnx"
-        if runtime in ("onnx", "torch-bf16") and self.device.type != "cpu":
+        if runtime in ("onnx", "onnx-int8", "torch-bf16") and self.device.type != "cpu":
             raise ValueError(f"runtime {runtime!r} is a CPU path; use torch-fp16 or torch-fp32 on {self.device}")
         return runtime
 
     def _onnx_session(self, weights_path: Path):
         import onnxruntime as ort
-        import torch
 
         from weights import cache_dir, sha256_file
 
-        target = cache_dir() / "onnx" / f"{self.spec.name}-{sha256_file(weights_path)[:16]}.onnx"
+        stem = cache_dir() / "onnx" / f"{self.spec.name}-{sha256_file(weights_path)[:16]}"
+        target = stem.with_suffix(".onnx")
         if not target.is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_suffix(".tmp")
+            self._export_onnx(target)
+        if self.runtime == "onnx-int8":
+            quantized = stem.with_name(stem.name + "-int8.onnx")
+            if not quantized.is_file():
+                self._quantize(target, quantized)
+            target = quantized
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        return ort.InferenceSession(str(target), options, providers=["CPUExecutionProvider"])
+
+    def _export_onnx(self, target: Path) -> None:
+        """The network as one self-contained .onnx file (dynamic height and width), written under a
+        temporary name and renamed: a killed export leaves no half file in the cache."""
+        import tempfile
+
+        import onnx
+        import torch
+
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".export-") as work:
             side = {2: torch.export.Dim("height", min=32, max=4096), 3: torch.export.Dim("width", min=32, max=4096)}
-            torch.onnx.export(self.model, (torch.zeros(1, 3, 64, 64),), str(tmp), input_names=["image"],
+            exported = Path(work) / "model.onnx"
+            torch.onnx.export(self.model.float(), (torch.zeros(1, 3, 64, 64),), str(exported), input_names=["image"],
                               output_names=["logits"], dynamic_shapes=(side,), dynamo=True, verbose=False)
-            tmp.replace(target)
-        return ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+            single = Path(work) / "single.onnx"
+            onnx.save_model(onnx.load(str(exported)), str(single), save_as_external_data=False)
+            single.replace(target)
+
+    def _quantize(self, source: Path, target: Path) -> None:
+        """Static int8 quantization (QDQ, per-channel int8 weights, uint8 activations with the
+        reduced range that AVX2 kernels need) calibrated on the bundled CC0 portraits, prepared
+        exactly as `segment` prepares a face."""
+        import tempfile
+
+        from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        inputs = self._calibration_inputs()
+
+        class Reader(CalibrationDataReader):
+            def __init__(self) -> None:
+                self.items = iter({"image": x} for x in inputs)
+
+            def get_next(self):
+                return next(self.items, None)
+
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".quantize-") as work:
+            prepared, quantized = Path(work) / "prepared.onnx", Path(work) / "int8.onnx"
+            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+            quantize_static(str(prepared), str(quantized), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            reduce_range=True, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
+            quantized.replace(target)
+
+    def _calibration_inputs(self) -> list[np.ndarray]:
+        """Network inputs of the faces in the bundled CC0 portraits (and their mirror images)."""
+        from core.imageio import load_image
+        from core.pipeline import AnalyzeOptions, Analyzer
+
+        inputs = []
+        with Analyzer(AnalyzeOptions(segment=False)) as analyzer:
+            for photo in sorted(CALIBRATION_PHOTOS.glob("*.jpg")):
+                image = load_image(photo)
+                for view in (image, np.ascontiguousarray(image[:, ::-1])):
+                    analysis = analyzer.analyze(view)
+                    inputs.append(self._network_input(analysis.image, analysis.regions.skin)[0])
+        if not inputs:
+            raise WeightsError(f"no calibration photos in {CALIBRATION_PHOTOS} for the int8 model")
+        return inputs
 
     def segment(self, image: np.ndarray, skin: np.ndarray) -> Segmentation:
         """Probabilities and a skin-restricted label map for an RGB uint8 image.
@@ -174,23 +245,8 @@ class Segmenter:
         label_map = np.zeros((height, width), np.uint8)
         if not skin.any():
             return Segmentation(probabilities, label_map, self.spec.name, self.runtime)
-        # 1. Crop around the skin.
-        bx, by, bw, bh = mask_bounds(skin)
-        pad = int(0.04 * (max(bw, bh) - 1)) + 2
-        y0, y1 = max(0, by - pad), min(height, by + bh + pad)
-        x0, x1 = max(0, bx - pad), min(width, bx + bw + pad)
-        crop = image[y0:y1, x0:x1]
-        # 2. Resize and pad to the network's input.
-        scale = self.spec.input_size / max(crop.shape[:2])
-        new_h, new_w = max(32, round(crop.shape[0] * scale)), max(32, round(crop.shape[1] * scale))
-        resized = cv2.resize(crop, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-        pad_h, pad_w = (-new_h) % 32, (-new_w) % 32
-        padded = cv2.copyMakeBorder(resized, 0, pad_h, 0, pad_w, cv2.BORDER_REFLECT_101)
-        std = np.array(self.spec.std, np.float32)
-        x = padded.astype(np.float32)
-        x *= 1.0 / (255.0 * std)
-        x -= np.array(self.spec.mean, np.float32) / std
-        x = np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+        # 1-2. Crop around the skin, resize and pad to the network's input.
+        x, (x0, y0, x1, y1), (new_h, new_w) = self._network_input(image, skin)
         # 3. Forward pass.
         with self._lock:
             logits = self._forward(x)[0, :, :new_h, :new_w]
@@ -223,6 +279,27 @@ class Segmenter:
         label_map[y0:y1, x0:x1] = crop_labels
         label_map[~skin] = 0
         return Segmentation(probabilities, label_map, self.spec.name, self.runtime, lesions, lesion_heat)
+
+    def _network_input(self, image: np.ndarray, skin: np.ndarray) -> tuple[np.ndarray, tuple, tuple[int, int]]:
+        """The normalised (1, 3, H, W) float32 input for the bounding box of `skin` (padded by 4 %,
+        long side input_size, padded to a multiple of 32), that box (x0, y0, x1, y1) and the
+        unpadded network size (h, w)."""
+        height, width = image.shape[:2]
+        bx, by, bw, bh = mask_bounds(skin)
+        pad = int(0.04 * (max(bw, bh) - 1)) + 2
+        y0, y1 = max(0, by - pad), min(height, by + bh + pad)
+        x0, x1 = max(0, bx - pad), min(width, bx + bw + pad)
+        crop = image[y0:y1, x0:x1]
+        scale = self.spec.input_size / max(crop.shape[:2])
+        new_h, new_w = max(32, round(crop.shape[0] * scale)), max(32, round(crop.shape[1] * scale))
+        resized = cv2.resize(crop, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        pad_h, pad_w = (-new_h) % 32, (-new_w) % 32
+        padded = cv2.copyMakeBorder(resized, 0, pad_h, 0, pad_w, cv2.BORDER_REFLECT_101)
+        std = np.array(self.spec.std, np.float32)
+        x = padded.astype(np.float32)
+        x *= 1.0 / (255.0 * std)
+        x -= np.array(self.spec.mean, np.float32) / std
+        return np.ascontiguousarray(x.transpose(2, 0, 1)[None]), (x0, y0, x1, y1), (new_h, new_w)
 
     def _lesions(self, crop_heat: np.ndarray, crop_skin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Peaks of the heatmap at crop resolution (the same map `lesion_heat` holds, so a threshold

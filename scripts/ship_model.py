@@ -29,6 +29,9 @@ def main() -> None:
                         "(scripts/calibrate_acne.py); without it the label map is the plain argmax")
     parser.add_argument("--lesion-threshold", type=float, help="calibrated lesion-head peak threshold "
                         "(scripts/calibrate_acne.py on a lesion-head model)")
+    parser.add_argument("--cpu-runtime", choices=("onnx-int8", "onnx", "torch-bf16"),
+                        help="the CPU runtime `auto` picks for this model; give it only after its figures "
+                             "(glowai eval acne/segmentation --runtime R) held against the reference")
     args = parser.parse_args()
     run = Path(args.run)
     spec = weights.spec_from_file(run / "best.safetensors")
@@ -42,7 +45,7 @@ def main() -> None:
     lesion_threshold = args.lesion_threshold if args.lesion_threshold is not None else spec.lesion_threshold
     shipped = weights.WeightSpec(**{**spec.__dict__, "name": args.name, "file": target.name, "default": True,
                                     "thresholds": thresholds, "lesion_threshold": lesion_threshold,
-                                    "description": description})
+                                    "cpu_runtime": args.cpu_runtime, "description": description})
     weights.save_checkpoint(half, target, shipped)
     write_card(run, weights.WEIGHTS_DIR / f"{args.name}.md", lesion_threshold=lesion_threshold)
     registry = json.loads(weights.REGISTRY_FILE.read_text())
@@ -59,8 +62,10 @@ def main() -> None:
     entry.pop("thresholds", None)
     if thresholds:
         entry["thresholds"] = thresholds
-    for key in ("lesion_head", "lesion_threshold"):
+    for key in ("lesion_head", "lesion_threshold", "cpu_runtime"):  # a new model earns its own cpu_runtime
         entry.pop(key, None)
+    if args.cpu_runtime:
+        entry["cpu_runtime"] = args.cpu_runtime
     if spec.lesion_head:
         entry.update(lesion_head=True, lesion_threshold=lesion_threshold)
     weights.REGISTRY_FILE.write_text(json.dumps(registry, indent=2) + "\n")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from core.errors import WeightsError
 from core.labels import NUM_CLASSES
-from core.segmentation import Segmenter, SegmenterOptions
+from core.segmentation import Segmenter, SegmenterOptions, cpu_has_bf16
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +68,36 @@ def test_fast_cpu_runtimes_agree_with_fp32(runtime, tiny_weights, portrait, skin
     tolerance = 0.05 if runtime == "torch-bf16" else 1e-3
     assert np.abs(got - expected)[:, skin_mask].mean() < tolerance / 5
     assert np.abs(got - expected).max() < tolerance * 4
+
+
+def test_int8_runtime_is_quantized_once_and_stays_close_to_fp32(tiny_weights, portrait, skin_mask, isolated_cache):
+    with Segmenter(SegmenterOptions(weights=str(tiny_weights), runtime="torch-fp32")) as reference:
+        expected = reference.segment(portrait, skin_mask)
+    with Segmenter(SegmenterOptions(weights=str(tiny_weights), runtime="onnx-int8")) as segmenter:
+        got = segmenter.segment(portrait, skin_mask)
+    cached = sorted(p.name for p in (isolated_cache / "weights" / "onnx").iterdir())
+    assert len(cached) == 2 and cached[0].endswith("-int8.onnx")  # the fp32 export and its int8 model, no leftovers
+    int8 = (isolated_cache / "weights" / "onnx" / cached[0]).stat().st_size
+    assert int8 < 0.5 * (isolated_cache / "weights" / "onnx" / cached[1]).stat().st_size  # int8 weights, not fp32
+    assert got.runtime == "onnx-int8"
+    assert np.abs(got.probabilities - expected.probabilities)[:, skin_mask].mean() < 0.02
+    assert (got.label_map[skin_mask] == expected.label_map[skin_mask]).mean() > 0.9
+
+
+def test_auto_takes_the_model_s_checked_cpu_runtime(tiny_weights, tmp_path, isolated_cache):
+    from weights import load_state_dict, save_checkpoint, spec_from_file
+
+    tensors, _ = load_state_dict(tiny_weights)
+    spec = spec_from_file(tiny_weights)
+    for cpu_runtime, expected in (("onnx", "onnx"), (None, None)):
+        path = tmp_path / f"tiny-{cpu_runtime}.safetensors"
+        save_checkpoint(tensors, path, dataclasses.replace(spec, cpu_runtime=cpu_runtime))
+        with Segmenter(SegmenterOptions(weights=str(path))) as segmenter:
+            assert segmenter.runtime == (expected or ("torch-bf16" if cpu_has_bf16() else "onnx"))
+    path = tmp_path / "tiny-bad.safetensors"
+    save_checkpoint(tensors, path, dataclasses.replace(spec, cpu_runtime="torch-fp16"))
+    with pytest.raises(WeightsError, match="not a CPU runtime"):
+        Segmenter(SegmenterOptions(weights=str(path)))
 
 
 def test_empty_skin_gives_background_everywhere(tiny_weights, portrait):

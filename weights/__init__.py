@@ -45,6 +45,9 @@ class WeightSpec:
     # peaks at or above lesion_threshold (core.segmentation), counted one by one
     lesion_head: bool = False
     lesion_threshold: float = 0.5
+    # the CPU runtime (core.segmentation.RUNTIMES) that "auto" picks for this model, e.g. "onnx-int8":
+    # set only once its accuracy was checked against the reference path (the model card's figures)
+    cpu_runtime: str | None = None
     file: str | None = None
     repo: str | None = None
     filename: str | None = None  # a file in `repo`; None for a whole diffusers repository

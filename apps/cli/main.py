@@ -114,14 +114,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.what == "segmentation":
         from core.model.evaluate import eval_segmentation
 
-        result = eval_segmentation(Path(args.data), args.weights, progress=not args.quiet)
+        result = eval_segmentation(Path(args.data), args.weights, progress=not args.quiet, runtime=args.runtime)
         line = (f"{result['model']}: mIoU {result['miou']:.4f} over {result['count']} {result['split']} samples; "
                 + ", ".join(f"{k} {v:.3f}" for k, v in result["per_class"].items())
                 + f"; per-tone spread {result['per_tone_spread']}")
     elif args.what == "acne":
         from core.model.evaluate import eval_acne
 
-        result = eval_acne(Path(args.data), args.weights, progress=not args.quiet)
+        result = eval_acne(Path(args.data), args.weights, progress=not args.quiet, runtime=args.runtime)
         line = (f"{result['model']}: lesion recall {result['recall']}, precision {result['precision']}, "
                 f"FP/image {result['fp_per_image']}, count MAE {result['count_mae']}, Spearman(count, grade) "
                 f"{result['spearman']} over {result['photos']} photos ({result['whole_frame']} in whole-frame mode)")
@@ -156,8 +156,30 @@ def cmd_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prepare(args: argparse.Namespace) -> int:
+    """Make what the default blemish model's runtime needs before the first analysis (the ONNX
+    export on a CPU without bf16, or --runtime onnx-int8's quantized model), so none waits for it."""
+    import time
+
+    from core.errors import WeightsError
+    from core.segmentation import Segmenter, SegmenterOptions
+
+    start = time.perf_counter()
+    try:
+        with Segmenter(SegmenterOptions(weights=args.weights, runtime=args.runtime)) as segmenter:
+            name, runtime = segmenter.spec.name, segmenter.runtime
+    except WeightsError as err:
+        if args.weights is not None:
+            raise
+        print(f"nothing to prepare: {err}")
+        return 0
+    print(f"{name} ready on {runtime} ({time.perf_counter() - start:.1f} s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from apps.cli.commands import cmd_demo, cmd_labeler, cmd_makeup, cmd_push, cmd_retouch, cmd_synth, cmd_train
+    from core.segmentation import RUNTIMES
 
     parser = argparse.ArgumentParser(prog="glowai", description="GlowAI: facial skin analysis and beauty filters. "
                                      "Describes cosmetic features; not a medical device.")
@@ -171,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--face", type=int, metavar="N", help="analyse face N (0 = largest; default)")
     analyze.add_argument("--whole-frame", action="store_true", help="with no face found, analyse the frame as skin")
     analyze.add_argument("--weights", metavar="W", help="blemish model: registry name or .safetensors path")
-    analyze.add_argument("--runtime", default="auto", choices=("auto", "torch-fp32", "torch-bf16", "torch-fp16", "onnx"))
+    analyze.add_argument("--runtime", default="auto", choices=RUNTIMES)
     analyze.add_argument("--device", default="cpu", help="torch device for the blemish model (cpu, cuda)")
     analyze.add_argument("--detector", default="auto", choices=("auto", "mediapipe", "opencv", "facexlib"))
     analyze.add_argument("--quiet", action="store_true", help="print nothing on success")
@@ -183,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", metavar="DIR")
     evaluate.add_argument("--weights", metavar="W", help="registry name, .safetensors path, or baseline:redspot (acne)")
     evaluate.add_argument("--json", metavar="OUT")
+    evaluate.add_argument("--runtime", default="auto", choices=RUNTIMES, help="(segmentation, acne) the model's runtime")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluate.set_defaults(func=cmd_eval)
 
@@ -261,6 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
     weights_sub = weights.add_subparsers(dest="weights_command", required=True)
     weights_sub.add_parser("list", help="show registered models and whether they are installed").set_defaults(
         func=cmd_weights)
+    prepare = weights_sub.add_parser("prepare", help="make the default model's fast path now (ONNX export), not at "
+                                     "the first analysis")
+    prepare.add_argument("--weights", metavar="W", help="registry name or .safetensors (default: the registry default)")
+    prepare.add_argument("--runtime", default="auto", choices=RUNTIMES)
+    prepare.set_defaults(func=cmd_prepare)
     push = weights_sub.add_parser("push", help="write a Hub-ready folder for a run and upload it when online")
     push.add_argument("run", metavar="RUN")
     push.add_argument("--repo", required=True, metavar="ID", help="Hub repo id, e.g. glowai/glowai-unet-r34")

@@ -67,6 +67,8 @@ def serve(host: str | None = None, port: int | None = None, queue_size: int = 48
     private_temp_dir()
     if block:  # a stopped server (SIGTERM, as from a Space or systemd) still removes its temporary files
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    from apps.demo.handlers import warm_up
     from apps.demo.ui import launch
 
+    print(f"models ready in {warm_up():.1f} s", flush=True)
     return launch(host, port, queue_size=queue_size, share=share, block=block)

@@ -18,13 +18,14 @@ from core.model.train import confusion, iou_from_confusion
 BASELINE = "baseline:redspot"
 
 
-def _segmenter(weights: str | None):
+def _segmenter(weights: str | None, runtime: str = "auto"):
     from core.segmentation import Segmenter, SegmenterOptions
 
-    return Segmenter(SegmenterOptions(weights=weights))
+    return Segmenter(SegmenterOptions(weights=weights, runtime=runtime))
 
 
-def eval_segmentation(data: Path, weights: str | None = None, split: str = "val", progress: bool = True) -> dict:
+def eval_segmentation(data: Path, weights: str | None = None, split: str = "val", progress: bool = True,
+                      runtime: str = "auto") -> dict:
     """mIoU over the four conditions on a synth dataset's `split` (held-out identities by default).
 
     The model sees each whole sample image (a face crop) exactly as `Segmenter` runs in analyze.
@@ -37,7 +38,7 @@ def eval_segmentation(data: Path, weights: str | None = None, split: str = "val"
     rows = rows[rows["split"] == split].sort_values("id")
     if rows.empty:
         raise GlowAIError(f"{data}: no {split} samples")
-    segmenter = _segmenter(weights)
+    segmenter = _segmenter(weights, runtime)
     total = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
     per_tone: dict[str, np.ndarray] = {}
     per_sample = {}
@@ -97,7 +98,7 @@ def _match(predicted: list[tuple[float, float]], circles: list[tuple[float, floa
 
 def acne_analyses(data: Path, weights: str | None = None, progress: bool = True,
                   on_photo: Callable[[int, int], None] | None = None, thresholds: dict | None = None,
-                  keep_lesion_heat: bool = False):
+                  keep_lesion_heat: bool = False, runtime: str = "auto"):
     """Yield (photo path, Analysis) for every ACNE04 photo in `data`/images: analysed as a face when
     one is found, else in whole-frame mode (`analysis.face_index` is None then)."""
     from core.pipeline import AnalyzeOptions, Analyzer
@@ -108,7 +109,7 @@ def acne_analyses(data: Path, weights: str | None = None, progress: bool = True,
         raise GlowAIError(f"{data}/images: no photos")
     baseline = weights == BASELINE
     seg_options = SegmenterOptions(weights=None if baseline else weights, thresholds=thresholds,
-                                   keep_lesion_heat=keep_lesion_heat)
+                                   keep_lesion_heat=keep_lesion_heat, runtime=runtime)
     face_analyzer = Analyzer(AnalyzeOptions(segmenter=seg_options, segment=not baseline, require_model=not baseline))
     frame_analyzer = Analyzer(AnalyzeOptions(segmenter=seg_options, segment=not baseline, whole_frame=True,
                                              require_model=not baseline, detector=face_analyzer.options.detector))
@@ -189,7 +190,7 @@ def _lesion_scores(photos: dict[str, dict], circles: dict[str, list]) -> dict:
 
 
 def eval_acne(data: Path, weights: str | None = None, min_area: int = 4, progress: bool = True,
-              on_photo: Callable[[int, int], None] | None = None) -> dict:
+              on_photo: Callable[[int, int], None] | None = None, runtime: str = "auto") -> dict:
     """Lesion recall/precision, false positives per photo, count error and Spearman(count, grade)
     on ACNE04 photos. Faces are analysed as faces when found, else in whole-frame mode.
     per_image keeps, for error analysis, the predicted lesion centres and the expert circles (in
@@ -198,7 +199,7 @@ def eval_acne(data: Path, weights: str | None = None, min_area: int = 4, progres
     circles = _lesions(data)
     baseline = weights == BASELINE
     per_image, model_name = {}, BASELINE
-    for path, analysis in acne_analyses(data, weights, progress, on_photo):
+    for path, analysis in acne_analyses(data, weights, progress, on_photo, runtime=runtime):
         seg = analysis.segmentation
         if not baseline:
             model_name = seg.model
