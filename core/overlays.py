@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from core.labels import CONDITIONS
-from core.regions import ZONE_COLORS, ZONE_TITLES, FaceRegions
+from core.regions import ZONE_COLORS, ZONE_TITLES, FaceRegions, mask_bounds
 
 INK, MUTED, PAPER, GOOD, WARN = (33, 37, 41), (110, 117, 125), (250, 248, 245), (46, 160, 67), (214, 120, 0)
 
@@ -27,14 +27,10 @@ def mask_overlay(image: np.ndarray, label_map: np.ndarray | None, alpha: float =
                  classes: tuple[str, ...] | None = None, skin: np.ndarray | None = None) -> np.ndarray:
     """Colour each condition pixel with its label colour; `classes` limits which ones are drawn.
     A thin outline of `skin` shows where the model looked."""
-    out = image.astype(np.float32).copy()
+    out = image.copy()
     if label_map is not None:
-        for label in CONDITIONS:
-            if classes is not None and label.name not in classes:
-                continue
-            mask = label_map == label.index
-            out[mask] = out[mask] * (1 - alpha) + np.array(label.color, np.float32) * alpha
-    out = out.astype(np.uint8)
+        colours = {label.index: label.color for label in CONDITIONS if classes is None or label.name in classes}
+        _tint(out, label_map, colours, alpha)
     if skin is not None:
         contours, _ = cv2.findContours(skin.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(out, contours, -1, (255, 255, 255), max(1, image.shape[1] // 500), cv2.LINE_AA)
@@ -43,20 +39,37 @@ def mask_overlay(image: np.ndarray, label_map: np.ndarray | None, alpha: float =
 
 def zone_overlay(image: np.ndarray, regions: FaceRegions, alpha: float = 0.45, labels: bool = True) -> np.ndarray:
     """Tint every zone with its colour and write its name at its centre."""
-    out = image.astype(np.float32).copy()
-    for index, name in enumerate(regions.zone_names, start=1):
-        mask = regions.zone_map == index
-        out[mask] = out[mask] * (1 - alpha) + np.array(ZONE_COLORS[name], np.float32) * alpha
-    picture = Image.fromarray(out.astype(np.uint8))
+    out = image.copy()
+    x0, y0 = _tint(out, regions.zone_map, {i: ZONE_COLORS[n] for i, n in enumerate(regions.zone_names, 1)}, alpha)
+    picture = Image.fromarray(out)
     if labels:
         draw = ImageDraw.Draw(picture)
         size = max(12, image.shape[1] // 45)
+        x, y, w, h = mask_bounds(regions.zone_map > 0)
+        zones = regions.zone_map[y:y + h, x:x + w]
         for index, name in enumerate(regions.zone_names, start=1):
-            ys, xs = np.nonzero(regions.zone_map == index)
+            ys, xs = np.nonzero(zones == index)
             if len(xs):
-                draw.text((float(np.median(xs)), float(np.median(ys))), ZONE_TITLES[name], fill=(255, 255, 255),
-                          font=font(size), anchor="mm", stroke_width=max(1, size // 8), stroke_fill=INK)
+                draw.text((float(np.median(xs)) + x, float(np.median(ys)) + y), ZONE_TITLES[name],
+                          fill=(255, 255, 255), font=font(size), anchor="mm", stroke_width=max(1, size // 8),
+                          stroke_fill=INK)
     return np.asarray(picture)
+
+
+def _tint(out: np.ndarray, index_map: np.ndarray, colours: dict[int, tuple[int, int, int]], alpha: float):
+    """Blend `colours[i]` into `out` (RGB uint8, in place) where index_map == i, inside the
+    bounding box of the coloured pixels only. Returns that box's top-left corner."""
+    lut = np.zeros((256, 3), np.uint8)
+    chosen = np.zeros(256, bool)
+    for index, colour in colours.items():
+        lut[index], chosen[index] = colour, True
+    x, y, w, h = mask_bounds(chosen[index_map])
+    if w:
+        indices = index_map[y:y + h, x:x + w]
+        region = out[y:y + h, x:x + w]
+        blended = cv2.addWeighted(region, 1 - alpha, lut[indices], alpha, 0)
+        np.copyto(region, blended, where=chosen[indices][..., None])
+    return x, y
 
 
 def with_legend(image: np.ndarray, items: list[tuple[str, tuple[int, int, int]]]) -> np.ndarray:
@@ -90,8 +103,9 @@ def face_crop_box(analysis, margin: float = 1.5) -> tuple[int, int, int, int]:
     return left, top, left + int(side), top + int(side)
 
 
-def report_card(analysis, width: int = 1280) -> np.ndarray:
-    """One picture that sums up an analysis: conditions, zones, tone, quality, scores, guidance."""
+def report_card(analysis, width: int = 1280, zones: np.ndarray | None = None) -> np.ndarray:
+    """One picture that sums up an analysis: conditions, zones, tone, quality, scores, guidance.
+    `zones`: `zone_overlay(analysis.image, analysis.regions)` when the caller has it already."""
     from core.guidance import disclaimer
 
     report = analysis.report
@@ -100,7 +114,7 @@ def report_card(analysis, width: int = 1280) -> np.ndarray:
     seg = analysis.segmentation
     cond = mask_overlay(analysis.image, seg.label_map if seg else None, skin=analysis.regions.skin)
     cond = cv2.resize(cond[top:bottom, left:right], (panel, panel), interpolation=cv2.INTER_AREA)
-    zones = zone_overlay(analysis.image, analysis.regions)
+    zones = zone_overlay(analysis.image, analysis.regions) if zones is None else zones
     zones = cv2.resize(zones[top:bottom, left:right], (panel, panel), interpolation=cv2.INTER_AREA)
 
     wrap = max(40, int(width / 11))

@@ -106,9 +106,7 @@ class Segmenter:
     """Loads a checkpoint once; `segment(image, skin, box)` runs on the face crop. Thread-safe."""
 
     def __init__(self, options: SegmenterOptions | None = None) -> None:
-        import torch
-
-        from weights import load_state_dict, lookup, resolve
+        from weights import lookup, resolve
 
         self.options = options or SegmenterOptions()
         if self.options.runtime not in RUNTIMES:
@@ -117,21 +115,15 @@ class Segmenter:
         if tuple(self.spec.classes) != tuple(label.name for label in LABELS):
             raise WeightsError(f"model {self.spec.name!r} predicts {self.spec.classes}, GlowAI needs "
                                f"{tuple(label.name for label in LABELS)}")
-        path = resolve(self.spec, allow_network=self.options.allow_network)
-        tensors, _ = load_state_dict(path)
-        self.model = build_model(self.spec.arch, self.spec.encoder, classes=NUM_CLASSES + int(self.spec.lesion_head),
-                                 **(self.spec.arch_kwargs or {}))
-        try:
-            self.model.load_state_dict(tensors, strict=True)
-        except RuntimeError as err:
-            raise WeightsError(f"{path.name} does not fit {self.spec.arch}/{self.spec.encoder}: "
-                               f"{str(err).splitlines()[0][:120]}") from None
-        self.device = torch.device(self.options.device)
-        self.model.to(self.device).eval()
+        self._weights_path = resolve(self.spec, allow_network=self.options.allow_network)
+        self.device_type = "cuda" if str(self.options.device).startswith("cuda") else "cpu"
         self.runtime = self._choose_runtime()
-        if self.runtime == "torch-bf16":
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self._onnx = self._onnx_session(path) if self.runtime.startswith("onnx") else None
+        self.model = None  # the torch network; an ONNX runtime whose export is cached never builds it (nor imports torch)
+        if self.runtime.startswith("onnx"):
+            self._onnx = self._onnx_session(self._weights_path)
+        else:
+            self._onnx = None
+            self._load_torch()
         self._lock = threading.Lock()
         thresholds = self.options.thresholds if self.options.thresholds is not None else (self.spec.thresholds or {})
         unknown = set(thresholds) - {label.name for label in CONDITIONS}
@@ -141,10 +133,30 @@ class Segmenter:
         self.lesion_threshold = (self.options.lesion_threshold if self.options.lesion_threshold is not None
                                  else self.spec.lesion_threshold)
 
+    def _load_torch(self) -> None:
+        import torch
+
+        from weights import load_state_dict
+
+        path = self._weights_path
+        tensors, _ = load_state_dict(path)
+        model = build_model(self.spec.arch, self.spec.encoder, classes=NUM_CLASSES + int(self.spec.lesion_head),
+                            **(self.spec.arch_kwargs or {}))
+        try:
+            model.load_state_dict(tensors, strict=True)
+        except RuntimeError as err:
+            raise WeightsError(f"{path.name} does not fit {self.spec.arch}/{self.spec.encoder}: "
+                               f"{str(err).splitlines()[0][:120]}") from None
+        self.device = torch.device(self.options.device)
+        model.to(self.device).eval()
+        if self.runtime == "torch-bf16":
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+
     def _choose_runtime(self) -> str:
         runtime = self.options.runtime
         if runtime == "auto":
-            if self.device.type == "cuda":
+            if self.device_type == "cuda":
                 return "torch-fp16"
             if self.spec.cpu_runtime:  # the model's own, checked for accuracy when it was shipped
                 if self.spec.cpu_runtime not in RUNTIMES or self.spec.cpu_runtime in ("auto", "torch-fp16"):
@@ -152,8 +164,8 @@ class Segmenter:
                                        f"runtime ({', '.join(RUNTIMES)})")
                 return self.spec.cpu_runtime
             return "torch-bf16" if cpu_has_bf16() else "onnx"
-        if runtime in ("onnx", "onnx-int8", "torch-bf16") and self.device.type != "cpu":
-            raise ValueError(f"runtime {runtime!r} is a CPU path; use torch-fp16 or torch-fp32 on {self.device}")
+        if runtime in ("onnx", "onnx-int8", "torch-bf16") and self.device_type != "cpu":
+            raise ValueError(f"runtime {runtime!r} is a CPU path; use torch-fp16 or torch-fp32 on {self.options.device}")
         return runtime
 
     def _onnx_session(self, weights_path: Path):
@@ -182,6 +194,8 @@ class Segmenter:
         import onnx
         import torch
 
+        if self.model is None:
+            self._load_torch()
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=".export-") as work:
             side = {2: torch.export.Dim("height", min=32, max=4096), 3: torch.export.Dim("width", min=32, max=4096)}

@@ -181,7 +181,7 @@ def _open_safetensors(path: Path, read_tensors: bool) -> tuple[dict, dict[str, s
     from safetensors import SafetensorError, safe_open
 
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
+        with safe_open(str(path), framework="pt" if read_tensors else "numpy", device="cpu") as handle:
             metadata = handle.metadata() or {}
             tensors = {key: handle.get_tensor(key) for key in handle.keys()} if read_tensors else {}
     except (SafetensorError, OSError, ValueError) as err:
