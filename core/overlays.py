@@ -103,6 +103,29 @@ def face_crop_box(analysis, margin: float = 1.5) -> tuple[int, int, int, int]:
     return left, top, left + int(side), top + int(side)
 
 
+@lru_cache(maxsize=4096)
+def _rendered(text: str, size: int, anchor: str) -> tuple[Image.Image | None, tuple[int, int]]:
+    """`text` in the default font at `size` as an "L" coverage mask and its offset from the anchor
+    point: a card repeats most of its words from one analysis to the next."""
+    face = font(size)
+    left, top, right, bottom = face.getbbox(text, anchor=anchor)
+    if right <= left or bottom <= top:
+        return None, (0, 0)
+    mask = Image.new("L", (right - left, bottom - top), 0)
+    ImageDraw.Draw(mask).text((-left, -top), text, fill=255, font=face, anchor=anchor)
+    return mask, (left, top)
+
+
+def write(picture: Image.Image, xy: tuple[float, float], text: str, fill: tuple[int, int, int], size: int,
+          anchor: str = "la") -> None:
+    """draw.text(xy, text, fill, font(size), anchor) with the glyphs rendered once per text and size."""
+    for k, line in enumerate(text.split("\n")):  # lines spaced as ImageDraw spaces them (4 px apart)
+        mask, (dx, dy) = _rendered(line, size, anchor)
+        if mask is not None:
+            y = xy[1] + k * (font(size).getbbox("A")[3] + 4)
+            picture.paste(fill, (int(xy[0]) + dx, int(y) + dy), mask)
+
+
 def report_card(analysis, width: int = 1280, zones: np.ndarray | None = None) -> np.ndarray:
     """One picture that sums up an analysis: conditions, zones, tone, quality, scores, guidance.
     `zones`: `zone_overlay(analysis.image, analysis.regions)` when the caller has it already."""
@@ -122,8 +145,8 @@ def report_card(analysis, width: int = 1280, zones: np.ndarray | None = None) ->
     height = 90 + panel + 60 + 30 * len(advice_lines) + 110
     card = Image.new("RGB", (width, height), PAPER)
     draw = ImageDraw.Draw(card)
-    draw.text((20, 22), "GlowAI skin report", fill=INK, font=font(34))
-    draw.text((width - 20, 34), "cosmetic description, not a diagnosis", fill=MUTED, font=font(18), anchor="rm")
+    write(card, (20, 22), "GlowAI skin report", INK, 34)
+    write(card, (width - 20, 34), "cosmetic description, not a diagnosis", MUTED, 18, "rm")
 
     y = 80
     card.paste(Image.fromarray(cond), (20, y))
@@ -134,57 +157,57 @@ def report_card(analysis, width: int = 1280, zones: np.ndarray | None = None) ->
     if seg:
         for label in CONDITIONS:
             draw.rectangle([lx, y + panel + 12, lx + 12, y + panel + 24], fill=label.color)
-            draw.text((lx + 16, y + panel + 9), label.title, fill=INK, font=font(14))
+            write(card, (lx + 16, y + panel + 9), label.title, INK, 14)
             lx += 24 + int(draw.textlength(label.title, font=font(14)))
-    draw.text((40 + panel, y + panel + 8), "Zones", fill=INK, font=font(18))
+    write(card, (40 + panel, y + panel + 8), "Zones", INK, 18)
 
     # right column: tone, quality, scores
     x = 60 + 2 * panel
     tone = report["skin_tone"]
     lab = np.array([[tone["lab"]]], np.float32)
     swatch = tuple(int(v) for v in np.clip(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)[0, 0] * 255, 0, 255))
-    draw.text((x, y), "Skin tone", fill=INK, font=font(22))
+    write(card, (x, y), "Skin tone", INK, 22)
     draw.rounded_rectangle([x, y + 34, x + 60, y + 94], 8, fill=swatch)
-    draw.text((x + 74, y + 40), tone["category"].capitalize(), fill=INK, font=font(20))
-    draw.text((x + 74, y + 68), f"ITA {tone['ita']:.0f} deg", fill=MUTED, font=font(16))
+    write(card, (x + 74, y + 40), tone["category"].capitalize(), INK, 20)
+    write(card, (x + 74, y + 68), f"ITA {tone['ita']:.0f} deg", MUTED, 16)
     y2 = y + 112
-    draw.text((x, y2), "Photo quality", fill=INK, font=font(22))
+    write(card, (x, y2), "Photo quality", INK, 22)
     y2 += 32
     for check in report["quality"]:
         colour, mark = (GOOD, "ok") if check["ok"] else (WARN, "check")
-        draw.text((x, y2), f"{check['name'].replace('_', ' ')}", fill=INK, font=font(16))
-        draw.text((x + panel - 10, y2), f"{check['value']:g}  {mark}", fill=colour, font=font(16), anchor="ra")
+        write(card, (x, y2), f"{check['name'].replace('_', ' ')}", INK, 16)
+        write(card, (x + panel - 10, y2), f"{check['value']:g}  {mark}", colour, 16, "ra")
         y2 += 22
     y2 += 10
-    draw.text((x, y2), "Severity by zone (0-100)", fill=INK, font=font(22))
+    write(card, (x, y2), "Severity by zone (0-100)", INK, 22)
     y2 += 32
     if report["conditions"] is None:
-        draw.text((x, y2), "Not measured: no blemish model\nis installed.", fill=MUTED, font=font(16))
+        write(card, (x, y2), "Not measured: no blemish model\nis installed.", MUTED, 16)
     else:
         col = (panel - 110) // len(CONDITIONS)
         for i, label in enumerate(CONDITIONS):
-            draw.text((x + 110 + i * col, y2), label.title[:7], fill=MUTED, font=font(14))
+            write(card, (x + 110 + i * col, y2), label.title[:7], MUTED, 14)
         y2 += 20
         for name, zone in report["zones"].items():
-            draw.text((x, y2), ZONE_TITLES[name], fill=INK, font=font(15))
+            write(card, (x, y2), ZONE_TITLES[name], INK, 15)
             for i, label in enumerate(CONDITIONS):
                 value = zone["conditions"][label.name]["severity"]
                 cx = x + 110 + i * col
                 draw.rectangle([cx, y2 + 3, cx + int((col - 8) * value / 100), y2 + 15], fill=label.color)
-                draw.text((cx + col - 8, y2), str(value), fill=INK, font=font(13), anchor="ra")
+                write(card, (cx + col - 8, y2), str(value), INK, 13, "ra")
             y2 += 22
 
     y3 = 80 + panel + 50
-    draw.text((20, y3), "Guidance", fill=INK, font=font(22))
+    write(card, (20, y3), "Guidance", INK, 22)
     y3 += 32
     for line in advice_lines:
-        draw.text((20, y3), line, fill=INK, font=font(17))
+        write(card, (20, y3), line, INK, 17)
         y3 += 30
     y3 += 8
     for line in textwrap.wrap(disclaimer(), wrap):
-        draw.text((20, y3), line, fill=MUTED, font=font(15))
+        write(card, (20, y3), line, MUTED, 15)
         y3 += 22
     backends = ", ".join(f"{k}: {v}" for k, v in analysis.backends.items())
-    draw.text((20, height - 26), f"{backends}  |  {analysis.timings_ms['total']:.0f} ms", fill=MUTED, font=font(13))
+    write(card, (20, height - 26), f"{backends}  |  {analysis.timings_ms['total']:.0f} ms", MUTED, 13)
     return np.asarray(card)
 
