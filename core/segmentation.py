@@ -42,6 +42,7 @@ class SegmenterOptions:
     thresholds: dict[str, float] | None = None
     lesion_threshold: float | None = None  # lesion-head peaks kept from this value; None = the spec's
     keep_lesion_heat: bool = False  # return the full-frame lesion heatmap too (calibration, pictures)
+    threads: int | None = None  # ONNX Runtime threads per call; None = one per core (1 when photos run side by side)
 
 
 @dataclass
@@ -184,6 +185,8 @@ class Segmenter:
             target = quantized
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if self.options.threads:
+            options.intra_op_num_threads = self.options.threads
         return ort.InferenceSession(str(target), options, providers=["CPUExecutionProvider"])
 
     def _export_onnx(self, target: Path) -> None:
@@ -262,8 +265,11 @@ class Segmenter:
         # 1-2. Crop around the skin, resize and pad to the network's input.
         x, (x0, y0, x1, y1), (new_h, new_w) = self._network_input(image, skin)
         # 3. Forward pass.
-        with self._lock:
+        if self._onnx is not None:  # an ONNX Runtime session runs concurrent calls safely
             logits = self._forward(x)[0, :, :new_h, :new_w]
+        else:
+            with self._lock:
+                logits = self._forward(x)[0, :, :new_h, :new_w]
         # 4. Softmax over the classes, back to crop size, paste.
         heat = _sigmoid(logits[NUM_CLASSES]) if self.spec.lesion_head else None
         probs = _softmax(logits[:NUM_CLASSES])

@@ -22,6 +22,9 @@ def _output_path(option: str | None, photo: Path, several: bool, suffix: str) ->
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
     from tqdm import tqdm
 
     from core.detection import DetectorOptions
@@ -29,27 +32,27 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from core.pipeline import AnalyzeOptions, Analyzer
     from core.segmentation import SegmenterOptions
 
+    photos = [Path(p) for p in args.photos]
+    several = len(photos) > 1
+    # several photos: one per core at a time, each model call on one thread (measured: twice the photos/s of
+    # one photo at a time on all cores, bench/bench_folder.py); results are printed in the order given
+    jobs = max(1, min(len(photos), args.jobs or os.cpu_count() or 1))
     options = AnalyzeOptions(
         face_index=args.face,
         whole_frame=args.whole_frame,
         detector=DetectorOptions(backend=args.detector),
-        segmenter=SegmenterOptions(weights=args.weights, runtime=args.runtime, device=args.device),
+        segmenter=SegmenterOptions(weights=args.weights, runtime=args.runtime, device=args.device,
+                                   threads=1 if jobs > 1 else None),
     )
-    photos = [Path(p) for p in args.photos]
-    several = len(photos) > 1
     failures = 0
-    analyzer = Analyzer(options)
-    # progress bar only for several photos on a terminal (disable=None: off when stderr is not a TTY)
-    bar = tqdm(photos, desc="analyze", unit="photo", disable=True if (args.quiet or not several) else None,
-               file=sys.stderr)
-    for photo in bar:
+    analyzer = Analyzer(options)  # thread-safe: the workers share its models
+
+    def process(photo: Path) -> tuple[str | None, str | None]:
+        """Analyse one photo and write its outputs: (summary, None) or (None, error message)."""
         try:
             analysis = analyzer.analyze(photo)
         except GlowAIError as err:
-            message = _one_line(err).removeprefix(f"{photo.name}: ").removeprefix(f"{photo}: ")
-            _say(bar, f"glowai: {photo}: {message}", sys.stderr)
-            failures += 1
-            continue
+            return None, _one_line(err).removeprefix(f"{photo.name}: ").removeprefix(f"{photo}: ")
         report = analysis.to_json()
         report["file"] = photo.name
         if path := _output_path(args.json, photo, several, ".json"):
@@ -61,8 +64,20 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             write_png(path, picture)
         if path := _output_path(args.card, photo, several, "_card.png"):
             write_png(path, report_card(analysis))
-        if not args.quiet:
-            _say(bar, _summary(photo, report), sys.stdout)
+        return _summary(photo, report), None
+
+    # progress bar only for several photos on a terminal (disable=None: off when stderr is not a TTY)
+    bar = tqdm(total=len(photos), desc="analyze", unit="photo", disable=True if (args.quiet or not several) else None,
+               file=sys.stderr)
+    with ThreadPoolExecutor(jobs) as pool:
+        for photo, (summary, error) in zip(photos, pool.map(process, photos), strict=True):
+            bar.update()
+            if error is not None:
+                _say(bar, f"glowai: {photo}: {error}", sys.stderr)
+                failures += 1
+            elif not args.quiet:
+                _say(bar, summary, sys.stdout)
+    bar.close()
     analyzer.close()
     return EXIT_BAD_INPUT if failures else 0
 
@@ -196,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--runtime", default="auto", choices=RUNTIMES)
     analyze.add_argument("--device", default="cpu", help="torch device for the blemish model (cpu, cuda)")
     analyze.add_argument("--detector", default="auto", choices=("auto", "mediapipe", "opencv", "facexlib"))
+    analyze.add_argument("--jobs", type=int, metavar="N", help="photos analysed at once (default: one per core)")
     analyze.add_argument("--quiet", action="store_true", help="print nothing on success")
     analyze.set_defaults(func=cmd_analyze)
 
