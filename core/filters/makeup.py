@@ -180,14 +180,21 @@ def makeup_masks(shape: tuple[int, int], landmarks: np.ndarray, skin: np.ndarray
     local[:, 1] -= box[0].start
     size = (box[0].stop - box[0].start, box[1].stop - box[1].start)
     hard = {"lips": lips(size, local), "blush": cheeks(size, local), "eyeshadow": eyelids(size, local, extent)}
-    weights = {name: feather(hard[name], sigmas[name]) for name in REGIONS}
+    weights, region_boxes = {}, {}
+    for name in REGIONS:  # each region feathered inside its own box (the hard mask's plus the reach)
+        weight = np.zeros(size, np.float32)
+        x, y, w, h = cv2.boundingRect(hard[name].view(np.uint8))
+        if w:
+            r = reach[name]
+            sub = (slice(max(0, y - r), min(size[0], y + h + r)), slice(max(0, x - r), min(size[1], x + w + r)))
+            # the window reaches the feather's full extent, so a zero border is what the whole box would have
+            weight[sub] = feather(hard[name][sub], sigmas[name])
+            region_boxes[name] = sub
+        else:
+            region_boxes[name] = (slice(0, 0), slice(0, 0))
+        weights[name] = weight
     if skin is not None:  # blush only on skin
         weights["blush"] *= skin[box]
-    region_boxes = {}
-    for name, weight in weights.items():
-        rows, cols = np.nonzero(weight.any(axis=1))[0], np.nonzero(weight.any(axis=0))[0]
-        region_boxes[name] = ((slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)) if len(rows)
-                              else (slice(0, 0), slice(0, 0)))
     return MakeupMasks(box, weights, reach, region_boxes)
 
 
@@ -231,10 +238,11 @@ def apply_makeup(image: np.ndarray, landmarks: np.ndarray, preset: Preset, skin:
         shift = (target - mean) * np.array([follow_l, 1.0, 1.0], np.float32)
         area += weight[..., None] * shift
     rgb = cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
-    rgb = np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    rgb *= 255.0
+    rgb += 0.5
+    rgb = np.clip(rgb, 0, 255, out=rgb).astype(np.uint8)
     out = image.copy()
-    touched = total > 0
-    out[box][touched] = rgb[touched]
+    np.copyto(out[box], rgb, where=(total > 0)[..., None])
     return out
 
 
