@@ -3,7 +3,8 @@ a small queue.
 
 Phase 1: `--users` clients (default 32) start together and each runs /analyze `--calls` times on a
 CC0 portrait against a demo with the default queue; reports errors, p50/p95 latency, throughput,
-the server's peak memory, and (baseline, same run) one user alone.
+the server's peak memory, and (baselines, same run) one user alone and the in-process rate: the same
+photos through `Analyzer.analyze` in this process on as many threads as the demo runs at once (2).
 Phase 2: a demo with `--small-queue` places (default 4) takes the same burst: requests beyond the
 queue must get a clear busy message, the rest must succeed, and the server must keep serving.
 Run: .venv/bin/python bench/load_demo.py [--users 32] [--calls 2]
@@ -100,6 +101,22 @@ def burst(url: str, users: int, calls: int, photos: list[str]) -> tuple[list[flo
     return latencies, errors
 
 
+def in_process_rate(photos: list[str], calls: int, workers: int = 2) -> float:
+    """Analyses per second of the bare pipeline on the same photos, `workers` at a time (the
+    demo's concurrency limit), after one warm-up analysis."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from core.pipeline import Analyzer
+
+    with Analyzer() as analyzer:
+        analyzer.analyze(photos[0])
+        jobs = [photos[i % len(photos)] for i in range(len(photos) * calls)]
+        began = time.perf_counter()
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(analyzer.analyze, jobs))
+        return len(jobs) / (time.perf_counter() - began)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=32)
@@ -121,10 +138,14 @@ def main() -> None:
             process.terminate()
             process.wait(timeout=30)
         (a50, _), (p50, p95) = percentiles(alone[1:]), percentiles(latencies or [float("nan")])
+        served_rate = len(latencies) / took
+        bare_rate = in_process_rate(photos, args.calls)
         print(f"phase 1: {args.users} users x {args.calls} /analyze calls, default queue")
         print(f"  errors: {len(errors)}" + (f" (first: {errors[0]})" if errors else ""))
         print(f"  latency p50 {p50:.0f} ms, p95 {p95:.0f} ms (one user alone: p50 {a50:.0f} ms); "
-              f"{len(latencies) / took:.2f} analyses/s")
+              f"{served_rate:.2f} analyses/s served")
+        print(f"  in-process Analyzer.analyze, 2 at a time, same photos: {bare_rate:.2f} analyses/s; "
+              f"the demo serves {served_rate / bare_rate:.2f}x that")
         print(f"  server peak memory {memory:.0f} MiB")
 
         process, url = start(args.small_queue, temp)
