@@ -88,7 +88,11 @@ def _metrics_markdown(run: Path) -> str:
     for name, title in (("eval-segmentation.json", "Synthetic validation set"),
                         ("eval-segmentation-v1.json", "Synthetic validation set, glowai-unet-small (v1) on the same set"),
                         ("eval-acne.json", "ACNE04 dev photos"),
-                        ("eval-acne-baseline.json", "ACNE04, classical red-spot baseline")):
+                        ("eval-acne-baseline.json", "ACNE04, classical red-spot baseline"),
+                        ("eval-segmentation-onnx-int8.json", "Synthetic validation set on the int8 CPU runtime "
+                         "(`glowai eval segmentation --runtime onnx-int8`)"),
+                        ("eval-acne-onnx-int8.json", "ACNE04 dev photos on the int8 CPU runtime "
+                         "(`glowai eval acne --runtime onnx-int8`)")):
         path = run / name
         if path.is_file():
             result = json.loads(path.read_text())
