@@ -31,6 +31,7 @@ from core.curation.annotate import (
 )
 from core.curation.store import Store
 from core.errors import GlowAIError
+from core.model.evaluate import BASELINE as BASELINE_NAME
 from tests.conftest import EXAMPLES, ROOT
 
 PHOTOS = ("portrait-001.jpg", "portrait-006.jpg", "portrait-028.jpg")
@@ -151,6 +152,33 @@ def test_export_evaluates_with_eval_acne_and_trains(photos, db_url):
     examples = {e.name: e for e in load_acne04(target)}
     width, height = sizes_of(photos)[PHOTOS[0]]
     np.testing.assert_allclose(examples[PHOTOS[0]].lesions[0, :2], [500 * 640 / width, 420 * 640 / height], rtol=1e-5)
+
+
+def test_the_error_analysis_page_runs_on_an_exported_folder(photos, monkeypatch):
+    """The studio started with only --photos lists the export as a labelled set, and its analysis runs."""
+    streamlit_testing = pytest.importorskip("streamlit.testing.v1")
+    from core.curation.store import default_url
+
+    with Store(default_url(photos), photos) as db:
+        db.save_photo_label(PHOTOS[0], {"grades": {"acne": 1}, "points": [[500, 420, 9], [610, 455, 7]]}, "alice")
+        db.save_photo_label(PHOTOS[1], {"grades": {"acne": 0}, "points": []}, "alice")
+        target = export_labels(photos, db.photo_labels(), "alice", sizes_of(photos))
+    monkeypatch.delenv("GLOWAI_LABELER_DATA", raising=False)
+    monkeypatch.setenv("GLOWAI_LABELER_EVAL", "")
+    monkeypatch.setenv("GLOWAI_LABELER_PHOTOS", str(photos))
+    monkeypatch.setenv("GLOWAI_LABELER_DB", default_url(photos))
+    app = streamlit_testing.AppTest.from_file(str(ROOT / "apps" / "labeler" / "app.py"), default_timeout=180)
+    app.run()
+    app.switch_page("views/errors.py")
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert app.selectbox(key="errors_folder").value == target
+    app.selectbox(key="errors_model").set_value(BASELINE_NAME).run()
+    app.button(key="errors_run").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    metrics = {m.label: m.value for m in app.metric}
+    assert "lesion recall" in metrics, metrics
+    assert (photos / "error-analysis").is_dir()  # results kept beside the photos, nothing written elsewhere
 
 
 def test_image_level_labels_read_by_error_analysis():

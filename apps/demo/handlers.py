@@ -151,8 +151,8 @@ def annotated(view: dict | None, shown: list[str]) -> tuple[np.ndarray, list] | 
     labels = view["labels"]
     if labels is None:
         return view["image"], []
-    masks = [(labels == label.index, label.title) for label in CONDITIONS if label.title in shown]
-    return view["image"], [(mask.astype(np.float32), title) for mask, title in masks if mask.any()]  # none sent empty
+    return view["image"], [((labels == label.index).astype(np.float32), label.title)
+                           for label in CONDITIONS if label.title in shown]  # empty ones too: the legend lists all
 
 
 def score_table(report: dict) -> pd.DataFrame:
