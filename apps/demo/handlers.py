@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
+import cv2
 import gradio as gr
 import numpy as np
 import pandas as pd
@@ -148,11 +149,24 @@ def annotated(view: dict | None, shown: list[str]) -> tuple[np.ndarray, list] | 
     """AnnotatedImage value: the face crop and one mask per shown condition."""
     if not view:
         return None
-    labels = view["labels"]
+    labels, image = view["labels"], view["image"]
     if labels is None:
-        return view["image"], []
-    return view["image"], [((labels == label.index).astype(np.float32), label.title)
-                           for label in CONDITIONS if label.title in shown]  # empty ones too: the legend lists all
+        return image, []
+    size = image.shape[1::-1]  # masks at the displayed picture's size; a pixel of a lesion keeps its display pixel
+    return image, [((cv2.resize((labels == label.index).astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0)
+                    .astype(np.float32), label.title)
+                   for label in CONDITIONS if label.title in shown]  # empty ones too: the legend lists all
+
+
+DISPLAY_SIDE = 560  # the page shows these pictures at most 420 px tall: larger ones only cost encoding and transfer
+
+
+def _for_display(image: np.ndarray) -> np.ndarray:
+    scale = DISPLAY_SIDE / max(image.shape[:2])
+    if scale >= 1:
+        return image
+    size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 def score_table(report: dict) -> pd.DataFrame:
@@ -208,13 +222,13 @@ def run_analysis(photo: str | None, choice: str | None, whole_frame: bool, shown
     payload = analysis.to_json()
     rows, cols = _crop(analysis)
     labels = analysis.segmentation.label_map[rows, cols] if analysis.segmentation else None
-    view = {"image": analysis.image[rows, cols], "labels": labels}
+    view = {"image": _for_display(analysis.image[rows, cols]), "labels": labels}
     zones = zone_overlay(analysis.image, analysis.regions)
     report_file = scratch_file("glowai-report.json", json.dumps(payload, indent=2).encode())
     choices = face_choices(max(1, len(analysis.faces)))  # never empty: the next request must name a valid face
     chosen = choices[analysis.face_index or 0]
     faces = gr.Dropdown(choices=choices, value=chosen, visible=len(choices) > 1)
-    return (annotated(view, shown), zones[rows, cols], report_card(analysis, zones=zones), score_chart(payload),
+    return (annotated(view, shown), _for_display(zones[rows, cols]), report_card(analysis, zones=zones), score_chart(payload),
             guidance_markdown(analysis, payload), payload, report_file, footer_markdown(analysis), faces, view)
 
 
