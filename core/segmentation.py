@@ -176,6 +176,8 @@ class Segmenter:
 
         stem = cache_dir() / "onnx" / f"{self.spec.name}-{sha256_file(weights_path)[:16]}"
         target = stem.with_suffix(".onnx")
+        if not target.is_file() or (self.runtime == "onnx-int8" and not stem.with_name(stem.name + "-int8.onnx").is_file()):
+            _remove_stale_work(target.parent)
         if not target.is_file():
             self._export_onnx(target)
         if self.runtime == "onnx-int8":
@@ -364,6 +366,19 @@ class Segmenter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _remove_stale_work(folder: Path, max_age_s: float = 3600.0) -> None:
+    """Work folders of exports or quantizations killed over an hour ago (a live one is younger)."""
+    import shutil
+    import time
+
+    for work in [*folder.glob(".export-*"), *folder.glob(".quantize-*")] if folder.is_dir() else []:
+        try:
+            if time.time() - work.stat().st_mtime > max_age_s:
+                shutil.rmtree(work, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -84,6 +84,21 @@ def test_int8_runtime_is_quantized_once_and_stays_close_to_fp32(tiny_weights, po
     assert (got.label_map[skin_mask] == expected.label_map[skin_mask]).mean() > 0.9
 
 
+def test_a_killed_export_s_work_folder_is_cleared_by_the_next(tiny_weights, isolated_cache):
+    import os
+    import time
+
+    folder = isolated_cache / "weights" / "onnx"
+    stale, live = folder / ".export-killed", folder / ".quantize-running"
+    for work in (stale, live):
+        (work).mkdir(parents=True)
+        (work / "model.onnx").write_bytes(b"half")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    with Segmenter(SegmenterOptions(weights=str(tiny_weights), runtime="onnx")) as segmenter:
+        assert segmenter.runtime == "onnx"
+    assert not stale.exists() and live.is_dir()  # an hour old: killed; younger: maybe another process's
+
+
 def test_auto_takes_the_model_s_checked_cpu_runtime(tiny_weights, tmp_path, isolated_cache):
     from weights import load_state_dict, save_checkpoint, spec_from_file
 
