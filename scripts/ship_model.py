@@ -68,6 +68,10 @@ def main() -> None:
         entry["cpu_runtime"] = args.cpu_runtime
     if spec.lesion_head:
         entry.update(lesion_head=True, lesion_threshold=lesion_threshold)
+    sharing = [e["name"] for e in registry["models"] if e is not entry and e.get("file") == target.name]
+    if sharing:  # variants of the old weights (another input size, say): their calibration is not for these
+        registry["models"] = [e for e in registry["models"] if e["name"] not in sharing]
+        print(f"removed {', '.join(sharing)} (they ran the replaced weights): recalibrate and add them again")
     weights.REGISTRY_FILE.write_text(json.dumps(registry, indent=2) + "\n")
     print(f"shipped {target} ({target.stat().st_size / 2**20:.1f} MB), sha256 {weights.sha256_file(target)[:12]}...")
 
