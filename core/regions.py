@@ -275,7 +275,7 @@ def _colour_ok(lab: np.ndarray, core: np.ndarray, oval: np.ndarray, beyond: np.n
        of hair and background around the face, with a spatial prior (lower on the forehead,
        where fringes hang, and beyond the oval).
     """
-    mean, inv_cov, l_median = _fit_skin_colour(lab[core])
+    mean, inv_cov, l_median = _fit_skin_colour(_samples(lab, core))
     d2 = _mahalanobis2(lab, mean, inv_cov)
     ok = (d2 < options.colour_threshold**2) & (lab[..., 0] > options.shadow_floor * l_median)
     ok &= ~(beyond & (d2 >= options.extension_threshold**2))
@@ -299,6 +299,14 @@ def _mahalanobis2(lab: np.ndarray, mean: np.ndarray, inv_cov: np.ndarray) -> np.
     db *= np.float32(inv_cov[1, 1])
     d2 += db
     return d2
+
+
+def _samples(values: np.ndarray, mask: np.ndarray, limit: int = 0) -> np.ndarray:
+    """values[mask] (N, C), strided down to about `limit` rows (FIT_SAMPLES by default) before the
+    gather: the same rows `_fit_skin_colour` would keep, without copying every masked pixel first."""
+    index = np.flatnonzero(mask)
+    step = -(-len(index) // (limit or FIT_SAMPLES))
+    return values.reshape(-1, values.shape[-1])[index[::step] if step > 1 else index]
 
 
 FIT_SAMPLES = 40_000  # more skin pixels than this are strided down for the fit: the moments do not move
