@@ -34,8 +34,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     photos = [Path(p) for p in args.photos]
     several = len(photos) > 1
-    # several photos: one per core at a time, each model call on one thread (measured: twice the photos/s of
-    # one photo at a time on all cores, bench/bench_folder.py); results are printed in the order given
+    # several photos: one per core at a time, each model call on one thread (bench/bench_folder.py: 1.44x the
+    # photos/s of one photo at a time on all cores, start-up included); results are printed in the order given
     jobs = max(1, min(len(photos), args.jobs or os.cpu_count() or 1))
     options = AnalyzeOptions(
         face_index=args.face,
@@ -69,7 +69,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     # progress bar only for several photos on a terminal (disable=None: off when stderr is not a TTY)
     bar = tqdm(total=len(photos), desc="analyze", unit="photo", disable=True if (args.quiet or not several) else None,
                file=sys.stderr)
-    with ThreadPoolExecutor(jobs) as pool:
+    pool = ThreadPoolExecutor(jobs)
+    try:
         for photo, (summary, error) in zip(photos, pool.map(process, photos), strict=True):
             bar.update()
             if error is not None:
@@ -77,7 +78,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                 failures += 1
             elif not args.quiet:
                 _say(bar, summary, sys.stdout)
-    bar.close()
+    finally:  # Ctrl+C or an error: photos not started are dropped, not all analysed first
+        pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
     analyzer.close()
     return EXIT_BAD_INPUT if failures else 0
 
