@@ -20,6 +20,9 @@ fi
 models_stamp=.venv/.glowai-models
 models="$(cat weights/registry.json | sha256sum | cut -d' ' -f1)"
 if [[ ! -f "$models_stamp" || "$(cat "$models_stamp")" != "$models" ]]; then
-    HF_HUB_OFFLINE=1 .venv/bin/glowai weights prepare
-    echo "$models" > "$models_stamp"
+    if HF_HUB_OFFLINE=1 .venv/bin/glowai weights prepare; then
+        echo "$models" > "$models_stamp"
+    else  # not fatal: the first analysis makes it instead (and says why, if it cannot)
+        echo "warning: the model's fast path was not prepared; the first analysis will try again" >&2
+    fi
 fi
