@@ -13,7 +13,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from core.labels import CONDITIONS
-from core.regions import ZONE_COLORS, ZONE_TITLES, FaceRegions, mask_bounds
+from core.maskops import mask_bounds
+from core.regions import ZONE_COLORS, ZONE_TITLES, FaceRegions
 
 INK, MUTED, PAPER, GOOD, WARN = (33, 37, 41), (110, 117, 125), (250, 248, 245), (46, 160, 67), (214, 120, 0)
 

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from core.colour import rgb_to_gray
-from core.regions import mask_bounds
+from core.maskops import mask_bounds
 
 # Thresholds. Blur: variance of the Laplacian of the face resized to 256 px wide; the CC0
 # portraits (sharp studio photos) give 100-2000, visibly soft photos fall under ~40.

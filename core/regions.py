@@ -17,6 +17,17 @@ import numpy as np
 from scipy import ndimage
 
 from core.colour import rgb_to_lab
+from core.maskops import (
+    dilate,
+    erode,
+    fill_small_holes,
+    hull,
+    keep_components_touching,
+    open_mask,
+    polygon,
+    polygon_dilated,
+    ring,
+)
 from core.mesh import topology
 from core.profile import ProfileOptions, widen_for_profile
 
@@ -107,40 +118,40 @@ def face_regions(image: np.ndarray, landmarks: np.ndarray, options: RegionOption
     shape = roi.shape[:2]
 
     # 2. Landmark polygons: oval and the parts that are never skin.
-    oval_mask = _dilate(_poly(shape, oval - shift), options.oval_margin * unit)
+    oval_mask = dilate(polygon(shape, oval - shift), options.oval_margin * unit)
     parts = {
-        "eyes": _dilate(_poly(shape, local[contours["left_eye"]]) | _poly(shape, local[contours["right_eye"]]),
+        "eyes": dilate(polygon(shape, local[contours["left_eye"]]) | polygon(shape, local[contours["right_eye"]]),
                         options.eye_margin * unit),
-        "brows": _dilate(_hull(shape, local[contours["left_brow"]]) | _hull(shape, local[contours["right_brow"]]),
+        "brows": dilate(hull(shape, local[contours["left_brow"]]) | hull(shape, local[contours["right_brow"]]),
                          options.brow_margin * unit),
-        "lips": _dilate(_poly(shape, local[contours["lips_outer"]]), options.lip_margin * unit),
+        "lips": dilate(polygon(shape, local[contours["lips_outer"]]), options.lip_margin * unit),
     }
     candidate = oval_mask & ~parts["eyes"] & ~parts["brows"] & ~parts["lips"]
 
     # 3. Skin-colour model fitted to this face (cheeks, nose bridge, forehead centre).
     lab = rgb_to_lab(roi)
     zone_map = _zone_map(shape, local)
-    core = _erode(candidate & (zone_map > 0), 0.08 * unit)
+    core = erode(candidate & (zone_map > 0), 0.08 * unit)
     if core.sum() < 50:
         core = candidate
     l_median = float(np.median(lab[..., 0][core]))
-    nose_tip = _poly(shape, local[contours["nose_tip"]])
+    nose_tip = polygon(shape, local[contours["nose_tip"]])
     below_tip = np.zeros(shape, bool)
     tip_y = local[4, 1]
     below_tip[int(max(0, tip_y)):, :] = True
     nostrils = nose_tip & below_tip & (lab[..., 0] < options.nostril_dark * l_median)
-    parts["nostrils"] = _dilate(nostrils, options.nostril_margin * unit)
+    parts["nostrils"] = dilate(nostrils, options.nostril_margin * unit)
     candidate &= ~parts["nostrils"]
     if options.use_colour_model:
-        beyond = ~_poly(shape, local[contours["face_oval"]])
+        beyond = ~polygon(shape, local[contours["face_oval"]])
         forehead = (zone_map == ZONES.index("forehead") + 1) & ~beyond
         # the colour samples leave out the forehead, which a fringe may cover
         sample = core & ~forehead if (core & ~forehead).sum() > 200 else core
         skin = candidate & _colour_ok(lab, sample, oval_mask, beyond, forehead, unit, options)
         skin |= _eye_rings(lab[..., 0], local, candidate, contours, unit, l_median, options)
-        skin = _fill_small_holes(skin, candidate, max_area=(0.12 * unit) ** 2)
-        skin = _open(skin, 0.012 * unit)
-        skin = _keep_components_touching(skin, core)
+        skin = fill_small_holes(skin, candidate, max_area=(0.12 * unit) ** 2)
+        skin = open_mask(skin, 0.012 * unit)
+        skin = keep_components_touching(skin, core)
     else:
         skin = candidate
 
@@ -171,7 +182,7 @@ def whole_frame_regions(image: np.ndarray) -> FaceRegions:
     centre[height // 4: 3 * height // 4, width // 4: 3 * width // 4] = True
     mean, inv_cov, l_median = _fit_skin_colour(lab[centre])
     mask = (_mahalanobis2(lab, mean, inv_cov) < 3.5**2) & (lab[..., 0] > 0.35 * l_median)
-    mask = _fill_small_holes(mask, np.ones_like(mask), max_area=0.01 * height * width)
+    mask = fill_small_holes(mask, np.ones_like(mask), max_area=0.01 * height * width)
     skin_lab = np.median(lab[mask], axis=0) if mask.any() else np.zeros(3)
     return FaceRegions(mask, mask.astype(np.uint8), ("whole_frame",), {}, "whole-frame colour",
                        tuple(float(v) for v in skin_lab))
@@ -259,7 +270,7 @@ def _eye_rings(lightness: np.ndarray, local: np.ndarray, candidate: np.ndarray, 
     if options.eye_ring <= 0:
         return rings
     for name in ("left_eye", "right_eye"):
-        ring = _poly_dilated(candidate.shape, local[contours[name]], options.eye_ring * unit) & candidate
+        ring = polygon_dilated(candidate.shape, local[contours[name]], options.eye_ring * unit) & candidate
         if ring.any() and np.median(lightness[ring]) >= options.eye_ring_dark * l_median:
             rings |= ring
     return rings
@@ -280,11 +291,11 @@ def _colour_ok(lab: np.ndarray, core: np.ndarray, oval: np.ndarray, beyond: np.n
     ok = (d2 < options.colour_threshold**2) & (lab[..., 0] > options.shadow_floor * l_median)
     ok &= ~(beyond & (d2 >= options.extension_threshold**2))
     if options.contrast_model:
-        ring = _ring(oval, 0.1 * unit, 0.35 * unit)
-        if ring.sum() > 200:
+        around = ring(oval, 0.1 * unit, 0.35 * unit)  # hair and background just beyond the face
+        if around.sum() > 200:
             prior = np.where(beyond, np.float32(options.prior_outside), np.float32(options.prior_inside))
             prior[forehead] = options.prior_forehead
-            ok &= _skin_likelier(lab, core, ring, prior)
+            ok &= _skin_likelier(lab, core, around, prior)
     return ok
 
 
@@ -357,12 +368,7 @@ def _skin_likelier(lab: np.ndarray, skin: np.ndarray, other: np.ndarray, prior: 
     return ratio[flat] > (1 - prior) / prior
 
 
-# -- mask helpers ---------------------------------------------------------------------------
-def mask_bounds(mask: np.ndarray) -> tuple[int, int, int, int]:
-    """x, y, width, height of the bounding box of a bool mask's True pixels (all 0 when none)."""
-    return cv2.boundingRect(np.ascontiguousarray(mask, dtype=bool).view(np.uint8))
-
-
+# -- oval -----------------------------------------------------------------------------------
 def _extended_oval(xy: np.ndarray, indices: list[int], extension: float) -> np.ndarray:
     oval = xy[indices].copy()
     up = xy[10] - xy[152]  # chin -> forehead top
@@ -372,83 +378,3 @@ def _extended_oval(xy: np.ndarray, indices: list[int], extension: float) -> np.n
     above = (oval - eye_mid) @ up  # how far above the eye line each oval point is
     weight = np.clip(above / max(above.max(), 1e-6), 0, 1)[:, None]
     return oval + weight * up * extension * face_height
-
-
-def _poly(shape: tuple[int, int], points: np.ndarray) -> np.ndarray:
-    mask = np.zeros(shape, np.uint8)
-    cv2.fillPoly(mask, [np.round(points[:, :2] * 4).astype(np.int32)], 1, shift=2)
-    return mask.astype(bool)
-
-
-def _hull(shape: tuple[int, int], points: np.ndarray) -> np.ndarray:
-    hull = cv2.convexHull(points[:, :2].astype(np.float32)).reshape(-1, 2)
-    return _poly(shape, hull)
-
-
-def _disk(radius: float) -> np.ndarray:
-    r = max(1, int(round(radius)))
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-
-
-def _dilate(mask: np.ndarray, radius: float) -> np.ndarray:
-    """Grow by `radius` pixels; a negative radius shrinks instead."""
-    if radius < 0:
-        return _erode(mask, -radius)
-    if radius < 0.5:
-        return mask
-    if radius > 4:  # a distance transform costs the same for any radius
-        return cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 5) <= radius
-    return cv2.dilate(mask.astype(np.uint8), _disk(radius)).astype(bool)
-
-
-def _ring(mask: np.ndarray, inner: float, outer: float) -> np.ndarray:
-    """Pixels farther than `inner` but within `outer` of `mask`: _dilate(outer) & ~_dilate(inner),
-    from one distance transform when both radii take that path."""
-    if inner <= 4:
-        return _dilate(mask, outer) & ~_dilate(mask, inner)
-    distance = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 5)
-    return (distance <= outer) & (distance > inner)
-
-
-def _poly_dilated(shape: tuple[int, int], points: np.ndarray, radius: float) -> np.ndarray:
-    """_dilate(_poly(shape, points), radius), computed in a window around the polygon."""
-    reach = int(np.ceil(max(radius, 0))) + 2
-    x0, y0 = np.maximum(np.floor(points[:, :2].min(0)).astype(int) - reach, 0)
-    x1, y1 = np.minimum(np.ceil(points[:, :2].max(0)).astype(int) + reach + 1, [shape[1], shape[0]])
-    mask = np.zeros(shape, bool)
-    if x1 <= x0 or y1 <= y0:
-        return mask
-    mask[y0:y1, x0:x1] = _dilate(_poly((y1 - y0, x1 - x0), points - [x0, y0]), radius)
-    return mask
-
-
-def _erode(mask: np.ndarray, radius: float) -> np.ndarray:
-    if radius > 4:
-        return cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 5) > radius
-    return cv2.erode(mask.astype(np.uint8), _disk(radius)).astype(bool)
-
-
-def _open(mask: np.ndarray, radius: float) -> np.ndarray:
-    return cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, _disk(radius)).astype(bool)
-
-
-def _fill_small_holes(mask: np.ndarray, allowed: np.ndarray, max_area: float) -> np.ndarray:
-    """Fill holes smaller than `max_area` pixels (blemishes, pores, specular spots) inside `allowed`."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats((~mask).astype(np.uint8), connectivity=4)
-    small = np.zeros(count, bool)
-    small[1:] = stats[1:, cv2.CC_STAT_AREA] <= max_area
-    touches_border = np.zeros(count, bool)
-    for edge in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
-        touches_border[np.unique(edge)] = True
-    fill = small & ~touches_border
-    return mask | (fill[labels] & allowed)
-
-
-def _keep_components_touching(mask: np.ndarray, seed: np.ndarray) -> np.ndarray:
-    count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
-    if count <= 1:
-        return mask
-    keep = np.zeros(count, bool)
-    keep[np.unique(labels[seed & mask])] = True
-    keep[0] = False
-    return keep[labels]

@@ -19,8 +19,9 @@ import numpy as np
 
 from core.colour import ita_category, ita_degrees
 from core.labels import CONDITIONS
+from core.maskops import mask_bounds
 from core.quality import QualityCheck
-from core.regions import FaceRegions, mask_bounds
+from core.regions import FaceRegions
 
 REPORT_VERSION = "1.0"
 SEVERITY_SCALES: dict[str, tuple[float, float]] = {  # condition -> (A_c area %, N_c lesions)

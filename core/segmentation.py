@@ -24,7 +24,7 @@ import numpy as np
 
 from core.errors import WeightsError
 from core.labels import CONDITIONS, LABELS, NUM_CLASSES, label_by_name
-from core.regions import mask_bounds
+from core.maskops import mask_bounds
 
 ACNE_INDEX = label_by_name("acne").index
 RUNTIMES = ("auto", "torch-fp32", "torch-bf16", "torch-fp16", "onnx", "onnx-int8")

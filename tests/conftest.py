@@ -65,9 +65,10 @@ def isolated_cache(tmp_path, monkeypatch) -> Path:
     return tmp_path / "cache"
 
 
-@pytest.fixture(scope="session")
-def demo_server(tmp_path_factory):
-    """The demo served by `glowai demo` in a real process on a free loopback port: (url, process, temp dir)."""
+def start_server(args: list[str], ready: str, log_path: Path, what: str, env: dict | None = None):
+    """`python -m apps.cli ARGS --port P` on a free loopback port, its output in `log_path`, waited on
+    until GET `ready` (a path under the URL) answers 200. Returns (process, url, open log file);
+    fails the test with the log's tail when the server exits or is not up within 90 s."""
     import socket
     import subprocess
     import sys
@@ -77,25 +78,34 @@ def demo_server(tmp_path_factory):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    temp = tmp_path_factory.mktemp("demo-temp")
-    log = open(tmp_path_factory.mktemp("demo-log") / "demo.log", "w+")  # noqa: SIM115 - closed below
-    env = {**os.environ, "GRADIO_TEMP_DIR": str(temp), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
-    process = subprocess.Popen([sys.executable, "-m", "apps.cli", "demo", "--port", str(port), "--queue-size", "8"],
-                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    log = open(log_path, "w+")  # noqa: SIM115 - the caller closes it with the server
+    process = subprocess.Popen([sys.executable, "-m", "apps.cli", *args, "--port", str(port)], cwd=ROOT,
+                               env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 90
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:
+            with urllib.request.urlopen(url + ready, timeout=2) as response:
                 if response.status == 200:
-                    break
+                    return process, url, log
         except OSError:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             log.seek(0)
-            pytest.fail(f"the demo did not start on {url}:\n{log.read()[-3000:]}")
+            pytest.fail(f"the {what} did not start on {url}:\n{log.read()[-3000:]}")
         time.sleep(0.5)
+
+
+@pytest.fixture(scope="session")
+def demo_server(tmp_path_factory):
+    """The demo served by `glowai demo` in a real process on a free loopback port: (url, process, temp dir)."""
+    import subprocess
+
+    temp = tmp_path_factory.mktemp("demo-temp")
+    env = {**os.environ, "GRADIO_TEMP_DIR": str(temp), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    process, url, log = start_server(["demo", "--queue-size", "8"], "", tmp_path_factory.mktemp("demo-log") / "demo.log",
+                                     "demo", env)
     yield url, process, temp
     process.terminate()
     try:

@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, start_server
 
 playwright = pytest.importorskip("playwright.sync_api")
 expect = playwright.expect
@@ -43,26 +43,8 @@ def stop(process: subprocess.Popen) -> None:
 def studio_url(tiny_dataset, acne_folder, tmp_path_factory):
     root = tmp_path_factory.mktemp("studio") / "ds"
     shutil.copytree(tiny_dataset, root)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    log = open(tmp_path_factory.mktemp("studio-log") / "studio.log", "w+")  # noqa: SIM115 - closed below
-    process = subprocess.Popen([sys.executable, "-m", "apps.cli", "labeler", "--data", str(root), "--port", str(port),
-                                "--eval", str(acne_folder)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(url + "_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            log.seek(0)
-            pytest.fail(f"the studio did not start:\n{log.read()[-3000:]}")
-        time.sleep(0.5)
+    process, url, log = start_server(["labeler", "--data", str(root), "--eval", str(acne_folder)], "_stcore/health",
+                                     tmp_path_factory.mktemp("studio-log") / "studio.log", "studio")
     yield url, root
     stop(process)
     log.close()
@@ -166,34 +148,11 @@ def test_a_studio_killed_mid_request_loses_no_decision(page, tiny_dataset, tmp_p
         stop(server)
 
 
-def serve_studio(args: list[str], log_path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    log = open(log_path, "w+")  # noqa: SIM115 - the process owns it
-    process = subprocess.Popen([sys.executable, "-m", "apps.cli", "labeler", *args, "--port", str(port)], cwd=ROOT,
-                               stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(url + "_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    return process, url
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            log.seek(0)
-            pytest.fail(f"the studio did not start:\n{log.read()[-3000:]}")
-        time.sleep(0.5)
-
-
 def lesion_count(page) -> int:
     return int(page.get_by_text(re.compile(r"^\d+ lesion points? ·")).inner_text().split()[0])
 
 
-def label_photo(page, name: str, clicks: list[tuple[int, int]], grades: dict[int, str]) -> None:
+def label_photo(page, name: str, clicks: list[tuple[int, int]], grades: dict[str, str]) -> None:
     """On the open photo: click each point on the picture, choose grades (condition -> word)."""
     page.get_by_text(re.compile(rf"^{re.escape(name)} \(\d+ of \d+\)")).wait_for()
     page.get_by_text("Model's error on this photo").wait_for()  # the model's suggestions are in
@@ -219,7 +178,8 @@ def test_two_curators_annotate_photos_in_the_browser(browser, tmp_path, artifact
     photos.mkdir()
     for name in ("portrait-001.jpg", "portrait-006.jpg"):
         shutil.copy(ROOT / "data" / "examples" / name, photos / name)
-    process, url = serve_studio(["--photos", str(photos)], tmp_path / "studio.log")
+    process, url, log = start_server(["labeler", "--photos", str(photos)], "_stcore/health", tmp_path / "studio.log",
+                                     "studio")
     context = browser.new_context(viewport={"width": 1500, "height": 1600})
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
@@ -257,6 +217,7 @@ def test_two_curators_annotate_photos_in_the_browser(browser, tmp_path, artifact
     finally:
         context.close()
         stop(process)
+        log.close()
     with sqlite3.connect(photos / "curation.db") as db:
         assert db.execute("SELECT count(*) FROM audit WHERE action = 'photo_label'").fetchone()[0] == 4
     with Store(default_url(photos), photos) as store:

@@ -11,13 +11,8 @@ import math
 import cv2
 import numpy as np
 
+from core.maskops import polygon
 from core.mesh import topology
-
-
-def polygon(shape: tuple[int, int], points: np.ndarray) -> np.ndarray:
-    mask = np.zeros(shape, np.uint8)
-    cv2.fillPoly(mask, [np.round(points[:, :2] * 4).astype(np.int32)], 1, shift=2)
-    return mask.astype(bool)
 
 
 def feather(mask: np.ndarray, sigma: float) -> np.ndarray:
