@@ -174,22 +174,21 @@ class Segmenter:
 
         from weights import cache_dir, sha256_file
 
-        stem = cache_dir() / "onnx" / f"{self.spec.name}-{sha256_file(weights_path)[:16]}"
-        target = stem.with_suffix(".onnx")
-        if not target.is_file() or (self.runtime == "onnx-int8" and not stem.with_name(stem.name + "-int8.onnx").is_file()):
+        digest = self.spec.sha256 or sha256_file(weights_path)  # a registry sha256 was checked by resolve()
+        stem = cache_dir() / "onnx" / f"{self.spec.name}-{digest[:16]}"
+        target, quantized = stem.with_suffix(".onnx"), stem.with_name(stem.name + "-int8.onnx")
+        wanted = quantized if self.runtime == "onnx-int8" else target
+        if not wanted.is_file():
             _remove_stale_work(target.parent)
-        if not target.is_file():
-            self._export_onnx(target)
-        if self.runtime == "onnx-int8":
-            quantized = stem.with_name(stem.name + "-int8.onnx")
-            if not quantized.is_file():
+            if not target.is_file():
+                self._export_onnx(target)
+            if wanted is quantized:
                 self._quantize(target, quantized)
-            target = quantized
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if self.options.threads:
             options.intra_op_num_threads = self.options.threads
-        return ort.InferenceSession(str(target), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(wanted), options, providers=["CPUExecutionProvider"])
 
     def _export_onnx(self, target: Path) -> None:
         """The network as one self-contained .onnx file (dynamic height and width), written under a
