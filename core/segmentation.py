@@ -41,6 +41,7 @@ class SegmenterOptions:
     # it (whether or not another class is likelier); None = the model spec's calibrated thresholds
     thresholds: dict[str, float] | None = None
     lesion_threshold: float | None = None  # lesion-head peaks kept from this value; None = the spec's
+    lesion_count_threshold: float | None = None  # faint peaks counted from this value; None = the spec's
     keep_lesion_heat: bool = False  # return the full-frame lesion heatmap too (calibration, pictures)
     threads: int | None = None  # ONNX Runtime threads per call; None = one per core (1 when photos run side by side)
 
@@ -56,7 +57,10 @@ class Segmentation:
         centres x, y (analysed pixels) and peak value, strongest first, on skin only; the acne class
         of label_map is then the heatmap blob around each centre. lesion_heat: that model's
         lesion-centre heatmap, float32 (H, W) in [0, 1], 0 outside the crop, when asked for
-        (`SegmenterOptions.keep_lesion_heat`). Both None otherwise.
+        (`SegmenterOptions.keep_lesion_heat`). faint_lesions: the same (N, 3) for the weaker peaks
+        that reach the spec's `lesion_count_threshold` but not `lesion_threshold`: not marked, but
+        counted, since the expert counts are matched best with them (scripts/calibrate_acne.py).
+        All None otherwise.
     """
 
     probabilities: np.ndarray
@@ -65,6 +69,14 @@ class Segmentation:
     runtime: str
     lesions: np.ndarray | None = None
     lesion_heat: np.ndarray | None = None
+    faint_lesions: np.ndarray | None = None
+
+    @property
+    def counted_lesions(self) -> np.ndarray | None:
+        """Every lesion the report counts: the marked ones, then the faint ones."""
+        if self.lesions is None:
+            return None
+        return self.lesions if self.faint_lesions is None else np.concatenate([self.lesions, self.faint_lesions])
 
 
 def build_model(arch: str, encoder: str, classes: int = NUM_CLASSES, **kwargs):
@@ -133,6 +145,10 @@ class Segmenter:
         self.thresholds = [(label.index, float(thresholds[label.name])) for label in CONDITIONS if label.name in thresholds]
         self.lesion_threshold = (self.options.lesion_threshold if self.options.lesion_threshold is not None
                                  else self.spec.lesion_threshold)
+        count_threshold = (self.options.lesion_count_threshold if self.options.lesion_count_threshold is not None
+                           else self.spec.lesion_count_threshold)
+        self.lesion_count_threshold = min(self.lesion_threshold, count_threshold if count_threshold is not None
+                                          else self.lesion_threshold)
 
     def _load_torch(self) -> None:
         import torch
@@ -284,14 +300,15 @@ class Segmenter:
             if below.any():  # there, the likeliest other class
                 crop_labels[below] = _second_best(crop_probs[:, below], index)
             crop_labels[crop_probs[index] >= threshold] = index
-        lesions = lesion_heat = None
+        lesions = lesion_heat = faint = None
         if heat is not None:
             crop_heat = cv2.resize(heat, crop_size, interpolation=cv2.INTER_LINEAR)
             if self.options.keep_lesion_heat:
                 lesion_heat = np.zeros((height, width), np.float32)
                 lesion_heat[y0:y1, x0:x1] = crop_heat
-            lesions, blobs = self._lesions(crop_heat, skin[y0:y1, x0:x1])
+            lesions, faint, blobs = self._lesions(crop_heat, skin[y0:y1, x0:x1])
             lesions[:, :2] += (x0, y0)
+            faint[:, :2] += (x0, y0)
             acne = ACNE_INDEX
             moved = (crop_labels == acne) & ~blobs  # the acne class comes from the lesion head
             if moved.any():
@@ -299,7 +316,7 @@ class Segmenter:
             crop_labels[blobs] = acne
         label_map[y0:y1, x0:x1] = crop_labels
         label_map[~skin] = 0
-        return Segmentation(probabilities, label_map, self.spec.name, self.runtime, lesions, lesion_heat)
+        return Segmentation(probabilities, label_map, self.spec.name, self.runtime, lesions, lesion_heat, faint)
 
     def _network_input(self, image: np.ndarray, skin: np.ndarray) -> tuple[np.ndarray, tuple, tuple[int, int]]:
         """The normalised (1, 3, H, W) float32 input for the bounding box of `skin` (padded by 4 %,
@@ -322,22 +339,25 @@ class Segmenter:
         x -= np.array(self.spec.mean, np.float32) / std
         return np.ascontiguousarray(x.transpose(2, 0, 1)[None]), (x0, y0, x1, y1), (new_h, new_w)
 
-    def _lesions(self, crop_heat: np.ndarray, crop_skin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _lesions(self, crop_heat: np.ndarray, crop_skin: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Peaks of the heatmap at crop resolution (the same map `lesion_heat` holds, so a threshold
-        calibrated on it is the one applied here), on skin only, and the bool blob (heat >= half the
-        threshold) around each of them."""
-        peaks = lesion_peaks(crop_heat, self.lesion_threshold)
+        calibrated on it is the one applied here), on skin only: the marked ones (>= lesion_threshold),
+        the faint ones (>= lesion_count_threshold, below that), and the bool blob (heat >= half the
+        threshold) around each marked one."""
+        peaks = lesion_peaks(crop_heat, self.lesion_count_threshold)
         cols = np.clip(np.round(peaks[:, 0]).astype(int), 0, crop_skin.shape[1] - 1)
         rows = np.clip(np.round(peaks[:, 1]).astype(int), 0, crop_skin.shape[0] - 1)
         on_skin = crop_skin[rows, cols]
-        peaks, rows, cols = peaks[on_skin], rows[on_skin], cols[on_skin]
+        marked = on_skin & (peaks[:, 2] >= self.lesion_threshold)
+        faint = peaks[on_skin & ~marked]
+        peaks, rows, cols = peaks[marked], rows[marked], cols[marked]
         if not len(peaks):
-            return peaks, np.zeros(crop_heat.shape, bool)
+            return peaks, faint, np.zeros(crop_heat.shape, bool)
         count, components = cv2.connectedComponents((crop_heat >= 0.5 * self.lesion_threshold).astype(np.uint8))
         keep = np.zeros(count, bool)
         keep[components[rows, cols]] = True
         keep[0] = False
-        return peaks, keep[components] & crop_skin
+        return peaks, faint, keep[components] & crop_skin
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         if self._onnx is not None:

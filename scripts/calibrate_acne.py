@@ -14,7 +14,9 @@ most --max-fp false positives per photo) and the held-out half reports what it i
 Write the chosen value into the model's registry entry as "thresholds": {"acne": T} (ship_model.py
 takes --acne-threshold) and rerun `glowai eval acne` for the figures of the model card. For a model
 with a lesion-centre head the thresholds are the heatmap's peak values instead (registry
-"lesion_threshold"; ship_model.py --lesion-threshold).
+"lesion_threshold"; ship_model.py --lesion-threshold), and a second one is chosen for the count:
+peaks from it up are counted (marked or faint), the one with the least count MAE on the
+calibration half (registry "lesion_count_threshold"; ship_model.py --lesion-count-threshold).
 """
 
 from __future__ import annotations
@@ -65,12 +67,15 @@ def main(argv: list[str] | None = None) -> int:
     reachable = on_skin / max(1, total)
     print(f"expert lesion centres on the analysed skin: {on_skin}/{total} ({reachable:.1%}), the ceiling of recall")
 
-    def score(threshold: float | None, names: set[str]) -> dict:
+    def score(threshold: float | None, names: set[str], count_threshold: float | None = None) -> dict:
         entries = {}
         for name, argmax, probability, scale in photos:
             if name in names and lesion_head:
-                peaks = lesion_peaks(probability.astype(np.float32), threshold or 0.5)
-                entries[name] = {"points": [(float(x / scale), float(y / scale)) for x, y, _ in peaks]}
+                low = min(threshold or 0.5, count_threshold or 1.0)
+                peaks = lesion_peaks(probability.astype(np.float32), low)
+                marked = peaks[peaks[:, 2] >= (threshold or 0.5)]
+                entries[name] = {"points": [(float(x / scale), float(y / scale)) for x, y, _ in marked],
+                                 "count": len(peaks)}
             elif name in names:
                 spots = argmax if threshold is None else probability >= threshold
                 entries[name] = {"points": lesion_points(spots, scale, args.min_area)}
@@ -99,8 +104,27 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nchosen on the calibration half ({rule}): {label}")
     print(f"held out: recall {chosen['held_out']['recall']}, FP/photo {chosen['held_out']['fp_per_image']}, "
           f"Spearman {chosen['held_out']['spearman']}")
+    counting = None
+    if lesion_head:
+        # The marked peaks are precise but few; the expert counts are matched best by counting the
+        # fainter peaks too. The count threshold: the least count MAE on the calibration half.
+        print(f"\n{'count from':>10} | {'half':<11} | count MAE  Spearman   (marked peaks >= {chosen['threshold']})")
+        counting = []
+        for count_threshold in [t / 100 for t in range(round(chosen["threshold"] * 100), 14, -1)]:
+            row = {"count_threshold": count_threshold}
+            for half, members in halves.items():
+                m = score(chosen["threshold"], members, count_threshold)
+                row[half] = {"count_mae": m["count_mae"], "spearman": m["spearman"]}
+                print(f"{count_threshold:>10} | {half:<11} | {m['count_mae']:>8.2f}   {m['spearman'] or float('nan'):.3f}")
+            counting.append(row)
+        best_count = min(counting, key=lambda r: r["calibration"]["count_mae"])
+        print(f"\ncount threshold chosen on the calibration half (least count MAE): {best_count['count_threshold']}")
+        print(f"held out: count MAE {best_count['held_out']['count_mae']}, Spearman {best_count['held_out']['spearman']}"
+              f" (marked peaks only: {chosen['held_out']['count_mae']}, {chosen['held_out']['spearman']})")
     if args.json:
         args.json.write_text(json.dumps({"weights": args.weights, "max_fp": args.max_fp, "chosen": chosen["threshold"],
+                                         "count_threshold": best_count["count_threshold"] if counting else None,
+                                         "counting": counting,
                                          "rule": rule, "lesion_head": lesion_head,
                                          "lesions_on_skin": round(reachable, 4),
                                          "split": "sorted file names: even positions calibrate, odd are held out",

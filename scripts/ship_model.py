@@ -29,6 +29,8 @@ def main() -> None:
                         "(scripts/calibrate_acne.py); without it the label map is the plain argmax")
     parser.add_argument("--lesion-threshold", type=float, help="calibrated lesion-head peak threshold "
                         "(scripts/calibrate_acne.py on a lesion-head model)")
+    parser.add_argument("--lesion-count-threshold", type=float, help="calibrated peak value from which faint "
+                        "lesions are counted too (scripts/calibrate_acne.py's count threshold)")
     parser.add_argument("--cpu-runtime", choices=("onnx-int8", "onnx", "torch-bf16"),
                         help="the CPU runtime `auto` picks for this model; give it only after its figures "
                              "(glowai eval acne/segmentation --runtime R) held against the reference")
@@ -45,9 +47,11 @@ def main() -> None:
     lesion_threshold = args.lesion_threshold if args.lesion_threshold is not None else spec.lesion_threshold
     shipped = weights.WeightSpec(**{**spec.__dict__, "name": args.name, "file": target.name, "default": True,
                                     "thresholds": thresholds, "lesion_threshold": lesion_threshold,
+                                    "lesion_count_threshold": args.lesion_count_threshold,
                                     "cpu_runtime": args.cpu_runtime, "description": description})
     weights.save_checkpoint(half, target, shipped)
-    write_card(run, weights.WEIGHTS_DIR / f"{args.name}.md", lesion_threshold=lesion_threshold)
+    write_card(run, weights.WEIGHTS_DIR / f"{args.name}.md", lesion_threshold=lesion_threshold,
+               count_threshold=args.lesion_count_threshold)
     registry = json.loads(weights.REGISTRY_FILE.read_text())
     entry = next((e for e in registry["models"] if e["name"] == args.name), None)
     if entry is None:
@@ -62,12 +66,14 @@ def main() -> None:
     entry.pop("thresholds", None)
     if thresholds:
         entry["thresholds"] = thresholds
-    for key in ("lesion_head", "lesion_threshold", "cpu_runtime"):  # a new model earns its own cpu_runtime
+    for key in ("lesion_head", "lesion_threshold", "lesion_count_threshold", "cpu_runtime"):  # a new model earns its own cpu_runtime
         entry.pop(key, None)
     if args.cpu_runtime:
         entry["cpu_runtime"] = args.cpu_runtime
     if spec.lesion_head:
         entry.update(lesion_head=True, lesion_threshold=lesion_threshold)
+        if args.lesion_count_threshold is not None:
+            entry["lesion_count_threshold"] = args.lesion_count_threshold
     sharing = [e["name"] for e in registry["models"] if e is not entry and e.get("file") == target.name]
     if sharing:  # variants of the old weights (another input size, say): their calibration is not for these
         registry["models"] = [e for e in registry["models"] if e["name"] not in sharing]

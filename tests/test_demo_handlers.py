@@ -108,3 +108,27 @@ def test_about_tab_states_the_default_models_licence():
     if spec.lesion_head:  # weights learned from ACNE04 carry its research-only terms, and say so
         assert "research" in spec.license and "ACNE04" in about
         assert "glowai-unet-small" in about and get_spec("glowai-unet-small").license == "Apache-2.0"
+
+
+def test_condition_picture_tints_only_the_shown_conditions_and_rings_faint_spots():
+    from core.labels import label_by_name
+
+    image = np.full((120, 100, 3), 128, np.uint8)
+    labels = np.zeros((240, 200), np.uint8)  # the crop's label map at twice the displayed size
+    acne, redness = label_by_name("acne"), label_by_name("redness")
+    labels[20:40, 20:40] = acne.index
+    labels[100:140, 100:160] = redness.index
+    labels[201, 151] = acne.index  # a one-pixel lesion survives the downscale
+    view = {"image": image, "labels": labels, "faint": np.array([[80.0, 20.0]])}
+    both = h.condition_picture(view, ["Acne", "Redness"])
+    assert both.shape[1] == 100 and both.shape[0] > 120  # the picture, then the legend strip
+    picture = both[:120].astype(int)
+    assert (picture[15, 15] != 128).any() and (picture[60, 65] != 128).any() and (picture[100, 75] != 128).any()
+    assert (picture[5, 5] == 128).all() and (picture[90, 20] == 128).all()  # untouched where nothing is
+    ring = picture[14:27, 74:87]
+    assert (ring != 128).any(axis=2).sum() > 10 and (picture[20, 80] == 128).all()  # a ring, hollow
+    only_redness = h.condition_picture(view, ["Redness"])[:120].astype(int)
+    assert (only_redness[15, 15] == 128).all() and (only_redness[14:27, 74:87] == 128).all()
+    assert (only_redness[60, 65] != 128).any()
+    assert h.condition_picture(view, [])[:120].shape == (120, 100, 3)
+    assert h.condition_picture(None, ["Acne"]) is None

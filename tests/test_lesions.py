@@ -95,7 +95,7 @@ def lesion_run(tmp_path_factory, dataset):
     run = root / "run"
     best = train(TrainConfig(data=str(dataset), out=str(run), epochs=1, init=str(plain / "best.safetensors"),
                              real=str(root / "acne"), real_val=1, real_share=0.5, lesion_head=True,
-                             license="research-only", **TINY), progress=False)
+                             synth_lesions=False, license="research-only", **TINY), progress=False)
     return run, best, root / "acne"
 
 
@@ -120,16 +120,20 @@ def test_real_photos_need_the_head(dataset, tmp_path):
         train(TrainConfig(data=str(dataset), out=str(tmp_path / "x"), real=str(tmp_path), **TINY), progress=False)
 
 
-def _segmenter_with_heat(weights: Path, heat_at: list[tuple[int, int]], isolated_cache) -> Segmenter:
+def _segmenter_with_heat(weights: Path, heat_at: list[tuple[int, int]], isolated_cache,
+                         heights: list[float] | None = None, count_threshold: float | None = None) -> Segmenter:
     """A real tiny lesion-head Segmenter whose heatmap logits are replaced by Gaussians at
-    `heat_at` (network pixels), so the post-processing is checked against known peaks."""
+    `heat_at` (network pixels; peak values `heights`, else 1), so the post-processing is checked
+    against known peaks."""
     segmenter = Segmenter(SegmenterOptions(weights=str(weights), runtime="torch-fp32", lesion_threshold=0.5,
-                                           keep_lesion_heat=True))
+                                           lesion_count_threshold=count_threshold, keep_lesion_heat=True))
     forward = segmenter._forward
 
     def with_peaks(x: np.ndarray) -> np.ndarray:
         out = forward(x)
-        heat = lesion_heatmap(out.shape[2:], np.array([(cx, cy, 4.0) for cx, cy in heat_at], np.float32))
+        heat = np.zeros(out.shape[2:], np.float32)
+        for (cx, cy), height in zip(heat_at, heights or [1.0] * len(heat_at), strict=True):
+            np.maximum(heat, height * lesion_heatmap(out.shape[2:], np.array([(cx, cy, 4.0)], np.float32)), out=heat)
         out[0, NUM_CLASSES] = np.log(np.clip(heat, 1e-4, 1 - 1e-4) / (1 - np.clip(heat, 1e-4, 1 - 1e-4)))
         return out
 
@@ -176,6 +180,38 @@ def test_report_counts_lesions_from_the_peaks(lesion_run, isolated_cache):
     peaks = analysis.segmentation.lesions
     assert analysis.report["conditions"]["acne"]["lesions"] == len(peaks) > 0
     assert sum(zone["conditions"]["acne"]["lesions"] for zone in analysis.report["zones"].values()) <= len(peaks)
+
+
+def test_faint_peaks_are_counted_in_the_report_but_not_marked(lesion_run, isolated_cache):
+    from core.pipeline import AnalyzeOptions, Analyzer
+
+    run, _, _ = lesion_run
+    analyzer = Analyzer(AnalyzeOptions(segmenter=SegmenterOptions(weights=str(run / "best.safetensors"),
+                                                                  runtime="torch-fp32")))
+    # three peaks on the cheeks and nose: one clear (0.9), one faint (0.3), one below the count threshold (0.1)
+    analyzer._segmenter = _segmenter_with_heat(run / "best.safetensors", [(45, 75), (80, 75), (64, 60)],
+                                               isolated_cache, heights=[0.9, 0.3, 0.1], count_threshold=0.2)
+    analysis = analyzer.analyze(EXAMPLES / "portrait-001.jpg")
+    seg = analysis.segmentation
+    assert len(seg.lesions) == 1 and seg.lesions[0, 2] >= 0.5
+    assert len(seg.faint_lesions) == 1 and 0.2 <= seg.faint_lesions[0, 2] < 0.5
+    assert len(seg.counted_lesions) == 2
+    assert analysis.report["conditions"]["acne"]["lesions"] == 2
+    count, _ = cv2.connectedComponents((seg.label_map == ACNE).astype(np.uint8))
+    assert count - 1 == 1  # only the clear one is drawn as acne
+
+
+def test_count_mae_and_spearman_use_the_models_count_when_it_gives_one():
+    from core.model.evaluate import score_acne
+
+    circles = {f"levle{g}_1.jpg": [(10.0 * k, 10.0, 3.0) for k in range(1, 1 + 4 * (g + 1))] for g in range(3)}
+    points = {name: [(10.0, 10.0)] for name in circles}  # one marked lesion per photo, all true
+    plain = score_acne({n: {"points": p} for n, p in points.items()}, circles, breakdown=False)
+    counted = score_acne({n: {"points": p, "count": len(circles[n])} for n, p in points.items()}, circles,
+                         breakdown=False)
+    assert plain["recall"] == counted["recall"] and plain["fp_per_image"] == counted["fp_per_image"] == 0
+    assert plain["count_mae"] == pytest.approx((3 + 7 + 11) / 3) and counted["count_mae"] == 0
+    assert plain["spearman"] is None and counted["spearman"] == pytest.approx(1.0)
 
 
 def test_eval_acne_scores_the_peaks_with_the_same_keys(lesion_run, isolated_cache):

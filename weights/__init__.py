@@ -42,9 +42,11 @@ class WeightSpec:
     arch_kwargs: dict | None = None  # extra smp constructor arguments (encoder_depth, decoder_channels, ...)
     thresholds: dict | None = None  # class -> calibrated decision threshold (core.segmentation)
     # a lesion-centre heatmap as one more output channel after the classes: acne lesions are its
-    # peaks at or above lesion_threshold (core.segmentation), counted one by one
+    # peaks at or above lesion_threshold (core.segmentation, the marked ones); the report counts every
+    # peak at or above lesion_count_threshold (None: the same value), so faint spots count too
     lesion_head: bool = False
     lesion_threshold: float = 0.5
+    lesion_count_threshold: float | None = None
     # the CPU runtime (core.segmentation.RUNTIMES) that "auto" picks for this model, e.g. "onnx-int8":
     # set only once its accuracy was checked against the reference path (the model card's figures)
     cpu_runtime: str | None = None

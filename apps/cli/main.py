@@ -293,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--real-val", type=int, default=40, help="--real photos held out for lesion validation")
     train.add_argument("--lesion-head", action="store_true", help="add the lesion-centre heatmap output")
     train.add_argument("--lesion-weight", type=float, default=1.0, help="weight of the heatmap loss")
+    train.add_argument("--no-synth-lesions", dest="synth_lesions", action="store_false",
+                       help="only the --real photos' circles train the heatmap (procedural lesions still train the acne class)")
     train.add_argument("--patches-per-image", type=int, default=1, help="patches per synthetic image per epoch")
     train.add_argument("--license", default="Apache-2.0", help="licence of the weights (follows the data)")
     train.add_argument("--resume", action="store_true")

@@ -36,7 +36,7 @@ from core.filters import (
 from core.filters import retouch as retouch_blemishes
 from core.filters.masks import eye_unit
 from core.labels import CONDITIONS, label_by_name
-from core.overlays import face_crop_box, report_card, zone_overlay
+from core.overlays import face_crop_box, mask_overlay, report_card, with_legend, zone_overlay
 from core.pipeline import Analysis, AnalyzeOptions, Analyzer
 from core.regions import ZONE_TITLES
 
@@ -145,17 +145,30 @@ def _scratch() -> Path:
 # ---------------------------------------------------------------- Analyze
 
 
-def annotated(view: dict | None, shown: list[str]) -> tuple[np.ndarray, list] | None:
-    """AnnotatedImage value: the face crop and one mask per shown condition."""
+def condition_picture(view: dict | None, shown: list[str]) -> np.ndarray | None:
+    """The face crop with every shown condition tinted in its colour, the faint acne spots (counted,
+    not marked) ringed, and a legend strip: one JPEG for the page and the API (an AnnotatedImage
+    sent a PNG per condition, which cost the client ~0.3 s a call to fetch; bench/bench_demo.py)."""
     if not view:
         return None
     labels, image = view["labels"], view["image"]
     if labels is None:
-        return image, []
-    size = image.shape[1::-1]  # masks at the displayed picture's size; a pixel of a lesion keeps its display pixel
-    return image, [((cv2.resize((labels == label.index).astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0)
-                    .astype(np.float32), label.title)
-                   for label in CONDITIONS if label.title in shown]  # empty ones too: the legend lists all
+        return image
+    size = image.shape[1::-1]
+    display = np.zeros(image.shape[:2], np.uint8)
+    for label in CONDITIONS:  # at the displayed size, a pixel of a lesion keeps its display pixel
+        if label.title in shown:
+            display[cv2.resize((labels == label.index).astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0] = label.index
+    out = mask_overlay(image, display, alpha=0.5)
+    acne = label_by_name("acne")
+    faint = view.get("faint")
+    items = [(label.title, label.color) for label in CONDITIONS if label.title in shown]
+    if acne.title in shown and faint is not None and len(faint):
+        radius = max(3, image.shape[1] // 110)
+        for x, y in np.round(faint).astype(int):
+            cv2.circle(out, (int(x), int(y)), radius, acne.color, 1, cv2.LINE_AA)
+        items.append(("rings: faint acne (counted)", acne.color))
+    return with_legend(out, items) if items else out
 
 
 DISPLAY_SIDE = 560  # the page shows these pictures at most 420 px tall: larger ones only cost encoding and transfer
@@ -221,14 +234,19 @@ def run_analysis(photo: str | None, choice: str | None, whole_frame: bool, shown
         analysis = analyzer().analyze(photo, face_index=face_index(choice), whole_frame=bool(whole_frame))
     payload = analysis.to_json()
     rows, cols = _crop(analysis)
-    labels = analysis.segmentation.label_map[rows, cols] if analysis.segmentation else None
-    view = {"image": _for_display(analysis.image[rows, cols]), "labels": labels}
+    seg = analysis.segmentation
+    labels = seg.label_map[rows, cols] if seg else None
+    image = _for_display(analysis.image[rows, cols])
+    faint = None
+    if seg is not None and seg.faint_lesions is not None:  # in the displayed picture's pixels
+        faint = (seg.faint_lesions[:, :2] - (cols.start, rows.start)) * (image.shape[1] / (cols.stop - cols.start))
+    view = {"image": image, "labels": labels, "faint": faint}
     zones = zone_overlay(analysis.image, analysis.regions)
     report_file = scratch_file("glowai-report.json", json.dumps(payload, indent=2).encode())
     choices = face_choices(max(1, len(analysis.faces)))  # never empty: the next request must name a valid face
     chosen = choices[analysis.face_index or 0]
     faces = gr.Dropdown(choices=choices, value=chosen, visible=len(choices) > 1)
-    return (annotated(view, shown), _for_display(zones[rows, cols]), report_card(analysis, zones=zones), score_chart(payload),
+    return (condition_picture(view, shown), _for_display(zones[rows, cols]), report_card(analysis, zones=zones), score_chart(payload),
             guidance_markdown(analysis, payload), payload, report_file, footer_markdown(analysis), faces, view)
 
 

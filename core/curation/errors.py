@@ -33,12 +33,13 @@ def lesion_table(result: dict) -> pd.DataFrame:
     for name, entry in result["per_image"].items():
         truth = entry.get("truth")
         matched = entry.get("matched")
+        count = entry.get("count", entry["predicted"])  # the model's count: its marked lesions and faint ones
         rows.append({
-            "file": name, "grade": entry.get("grade"), "predicted_grade": hayashi_grade(entry["predicted"]),
-            "truth": truth, "predicted": entry["predicted"], "matched": matched,
+            "file": name, "grade": entry.get("grade"), "predicted_grade": hayashi_grade(count),
+            "truth": truth, "predicted": entry["predicted"], "count": count, "matched": matched,
             "missed": None if truth is None else truth - matched,
             "false_positives": entry.get("false_positives"),
-            "count_error": None if truth is None else entry["predicted"] - truth,
+            "count_error": None if truth is None else count - truth,
             "tone": entry.get("tone", "unknown"), "mode": entry["mode"],
         })
     table = pd.DataFrame(rows)

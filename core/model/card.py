@@ -145,7 +145,8 @@ def acne_tables(results: dict[str, dict]) -> str:
     return "\n".join(out)
 
 
-def write_card(run: Path, target: Path, lesion_threshold: float | None = None) -> None:
+def write_card(run: Path, target: Path, lesion_threshold: float | None = None,
+               count_threshold: float | None = None) -> None:
     """Write a model card for the run in `run` (config.json, metrics.csv, eval-*.json) to `target`."""
     run = Path(run)
     config_path = run / "config.json"
@@ -169,13 +170,17 @@ def write_card(run: Path, target: Path, lesion_threshold: float | None = None) -
     real = config.get("real")
     if real:
         command += (f" --real {real} --real-share {config['real_share']} --real-val {config['real_val']} "
-                    f"--lesion-head --license '{config['license']}'")
+                    f"--lesion-head --lesion-weight {config.get('lesion_weight', 1.0)} --license '{config['license']}'"
+                    + ("" if config.get("synth_lesions", True) else " --no-synth-lesions"))
     data = f"- Synthetic data: {config['data']} (procedural blemishes on CC0 portraits, split by identity)"
     if real:
         data += (f"\n- Real data: {real} (the ACNE04 training split: the photos with ACNE04-v2 expert lesion "
                  "circles teach the lesion-centre head; never the dev photos)")
     apache = spec.license.lower() == "apache-2.0"
     threshold = lesion_threshold if lesion_threshold is not None else spec.lesion_threshold
+    counted = count_threshold if count_threshold is not None else spec.lesion_count_threshold
+    counting = (f"; the report also counts the faint ones, local maxima >= {counted}, which match the expert counts "
+                "best (scripts/calibrate_acne.py)" if counted is not None and counted < threshold else "")
     target.write_text(CARD.format(
         front_licence="license: apache-2.0" if apache else "license: other\nlicense_name: acne04-research-only",
         license=spec.license, licence_note="" if apache or not real else ACNE04_NOTE,
@@ -185,7 +190,7 @@ def write_card(run: Path, target: Path, lesion_threshold: float | None = None) -
         lesions_use=("\nresult.lesions                                              # acne centres x, y, score"
                      if spec.lesion_head else ""),
         head_output=(f"; channel {len(spec.classes)}: lesion-centre heatmap logits (sigmoid; lesions are its "
-                     f"local maxima >= {threshold})" if spec.lesion_head else ""),
+                     f"local maxima >= {threshold}{counting})" if spec.lesion_head else ""),
         input_size=spec.input_size, mean=list(spec.mean), std=list(spec.std),
         class_list=", ".join(f"{i} {c}" for i, c in enumerate(spec.classes)), data=data, command=command,
         best_epoch=best_epoch, epochs=config["epochs"],

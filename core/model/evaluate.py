@@ -142,7 +142,10 @@ def grade_of(name: str) -> int | None:
 
 def score_acne(photos: dict[str, dict], circles: dict[str, list], breakdown: bool = True) -> dict:
     """Lesion metrics from per-photo entries holding `points` (predicted lesion centres, photo
-    pixels); entries of annotated photos gain truth / matched / false_positives / circles.
+    pixels) and, optionally, `count` (the model's lesion count when it counts more than it marks;
+    else the number of points): recall, precision and false positives score the points, count MAE
+    and Spearman(count, grade) the count. Entries of annotated photos gain truth / matched /
+    false_positives / circles.
     With `breakdown`, the same figures per ACNE04 grade (file prefix levleN) and, where entries
     hold a `tone`, per skin-tone category, under per_grade / per_tone."""
     scores = _lesion_scores(photos, circles)
@@ -164,7 +167,7 @@ def _lesion_scores(photos: dict[str, dict], circles: dict[str, list]) -> dict:
     for name, entry in photos.items():
         entry["predicted"] = len(entry["points"])
         entry["grade"] = grade_of(name)
-        counts.append(entry["predicted"])
+        counts.append(entry.get("count", entry["predicted"]))
         grades.append(entry["grade"])
         if name in circles:
             truth = circles[name]
@@ -184,7 +187,8 @@ def _lesion_scores(photos: dict[str, dict], circles: dict[str, list]) -> dict:
         "recall": round(matched / total_truth, 4) if total_truth else None,
         "precision": round(matched / total_pred, 4) if total_pred else None,
         "fp_per_image": round(sum(e["false_positives"] for e in annotated) / max(1, len(annotated)), 3),
-        "count_mae": round(float(np.mean([abs(e["predicted"] - e["truth"]) for e in annotated])), 3) if annotated else None,
+        "count_mae": round(float(np.mean([abs(e.get("count", e["predicted"]) - e["truth"]) for e in annotated])), 3)
+        if annotated else None,
         "spearman": round(float(rho), 4) if rho is not None else None,
     }
 
@@ -203,14 +207,16 @@ def eval_acne(data: Path, weights: str | None = None, min_area: int = 4, progres
         seg = analysis.segmentation
         if not baseline:
             model_name = seg.model
+        count = None
         if seg is not None and seg.lesions is not None:  # a lesion-centre model: its peaks are the lesions
             points = [(float(x / analysis.scale), float(y / analysis.scale)) for x, y, _ in seg.lesions]
+            count = len(seg.counted_lesions)  # what the report counts: the marked peaks and the faint ones
         else:
             spots = red_spots(analysis.image, analysis.regions.skin) if baseline else seg.label_map == 1
             points = lesion_points(spots, analysis.scale, min_area)
         per_image[path.name] = {"mode": "face" if analysis.face_index is not None else "whole_frame",
                                 "tone": analysis.report["skin_tone"]["category"],
-                                "points": points}
+                                "points": points, **({} if count is None else {"count": count})}
     scores = score_acne(per_image, circles)
     for entry in per_image.values():
         entry["points"] = [[round(x, 1), round(y, 1)] for x, y in entry["points"]]

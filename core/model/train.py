@@ -72,6 +72,7 @@ class TrainConfig:
     real_val: int = 40  # real photos held out of training for the lesion validation (every n-th by name)
     lesion_head: bool = False  # one more output channel: the lesion-centre heatmap
     lesion_weight: float = 1.0  # weight of the heatmap loss
+    synth_lesions: bool = True  # procedural lesions train the heatmap too (False: only the real photos' circles)
 
 
 def dice_loss(logits, target):
@@ -220,7 +221,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
         losses = []
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress)
         for step in bar:
-            batch = [augment(pool[i], config.patch, rng) for i in order[step * config.batch:(step + 1) * config.batch]]
+            picked = order[step * config.batch:(step + 1) * config.batch]
+            batch = [augment(pool[i], config.patch, rng) for i in picked]
             x = to_tensor([b[0] for b in batch]).to(device)
             y = torch.from_numpy(np.stack([b[1] for b in batch]).astype(np.int64)).to(device)
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
@@ -229,8 +231,11 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
             loss = _segmentation_loss(logits[:, :NUM_CLASSES], y, class_weights, config.loss)
             if config.lesion_head:
                 heat = np.stack([lesion_heatmap((config.patch, config.patch), b[2]) for b in batch])
-                loss = loss + config.lesion_weight * focal_heatmap_loss(logits[:, NUM_CLASSES],
-                                                                        torch.from_numpy(heat).to(device))
+                taught = np.array([config.synth_lesions or pool[i].real for i in picked])
+                if taught.any():
+                    keep = torch.from_numpy(np.flatnonzero(taught)).to(device)
+                    loss = loss + config.lesion_weight * focal_heatmap_loss(logits[keep, NUM_CLASSES],
+                                                                            torch.from_numpy(heat[taught]).to(device))
             optimiser.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimiser)
