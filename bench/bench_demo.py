@@ -3,7 +3,9 @@
 Starts `glowai demo` in a real process (offline), times until the page answers, then calls /analyze
 on a CC0 portrait `--runs` times (after one warm-up call that loads the models) and, in this
 process as the baseline, `Analyzer.analyze` on the same photo. Reports p50/p95 of both, the ratio
-(what the web layer costs), and the server's peak memory.
+(what the web layer costs), and the server's peak memory. The floor: a bare Gradio app (its own
+process, same queue, the same photo uploaded, one small image back) called the same way, which
+is what any gradio_client call costs on this machine before the demo does anything.
 Run: .venv/bin/python bench/bench_demo.py [--photo PATH] [--runs 20]
 """
 
@@ -20,11 +22,23 @@ import urllib.request
 
 from common import ROOT, percentiles
 
+FLOOR_APP = """
+import sys
+import gradio as gr
+import numpy as np
+picture = np.full((560, 500, 3), 128, np.uint8)
+with gr.Blocks() as app:
+    photo, out = gr.Image(type="filepath"), gr.Image(format="jpeg")
+    gr.Button().click(lambda path: picture, photo, out, api_name="floor")
+app.queue().launch(server_port=int(sys.argv[1]), quiet=True)
+"""
 
-def start_demo(port: int, temp: str) -> tuple[subprocess.Popen, float]:
+
+def start_demo(port: int, temp: str, floor: bool = False) -> tuple[subprocess.Popen, float]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": temp}
     start = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "apps.cli", "demo", "--port", str(port)], cwd=ROOT, env=env,
+    command = ["-c", FLOOR_APP, str(port)] if floor else ["-m", "apps.cli", "demo", "--port", str(port)]
+    process = subprocess.Popen([sys.executable, *command], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while time.perf_counter() - start < 120:
         try:
@@ -78,6 +92,20 @@ def main() -> None:
             process.terminate()
             process.wait(timeout=30)
 
+    with tempfile.TemporaryDirectory(prefix="glowai-bench-floor-") as temp:
+        process, _ = start_demo(port, temp, floor=True)
+        try:
+            client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+            client.predict(handle_file(args.photo), api_name="/floor")
+            floor = []
+            for _ in range(args.runs):
+                start = time.perf_counter()
+                client.predict(handle_file(args.photo), api_name="/floor")
+                floor.append((time.perf_counter() - start) * 1000)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
     with Analyzer() as analyzer:
         analyzer.analyze(args.photo)  # warm-up: models load
         direct = []
@@ -86,11 +114,13 @@ def main() -> None:
             analyzer.analyze(args.photo)
             direct.append((time.perf_counter() - start) * 1000)
 
-    (s50, s95), (d50, d95) = percentiles(served), percentiles(direct)
+    (s50, s95), (d50, d95), (f50, _) = percentiles(served), percentiles(direct), percentiles(floor)
     print(f"demo start-up (process start to first page): {startup_s:.1f} s; first /analyze (loads models): {first_s:.1f} s")
     print(f"gradio_client /analyze over {args.runs} calls: p50 {s50:.0f} ms, p95 {s95:.0f} ms")
     print(f"in-process Analyzer.analyze (baseline):      p50 {d50:.0f} ms, p95 {d95:.0f} ms")
-    print(f"web layer cost: {s50 / d50:.2f}x the bare analysis at p50 (overlays, card, chart, JSON, transfer)")
+    print(f"floor, a bare Gradio app's /floor (same upload, one picture back): p50 {f50:.0f} ms")
+    print(f"web layer cost: {s50 / d50:.2f}x the bare analysis at p50 (overlays, card, chart, JSON, transfer); "
+          f"the floor alone is {(d50 + f50) / d50:.2f}x, the demo adds {s50 - d50 - f50:.0f} ms above it")
     print(f"server peak memory: {server_mb:.0f} MiB")
 
 

@@ -132,3 +132,14 @@ def test_condition_picture_tints_only_the_shown_conditions_and_rings_faint_spots
     assert (only_redness[60, 65] != 128).any()
     assert h.condition_picture(view, [])[:120].shape == (120, 100, 3)
     assert h.condition_picture(None, ["Acne"]) is None
+
+
+def test_score_chart_has_a_bar_per_zone_for_each_condition(portrait_path):
+    report = h.analyzer().analyze(portrait_path).to_json()
+    figure = h.score_chart(report)
+    assert [trace.name for trace in figure.data] == h.CONDITION_TITLES
+    acne = figure.data[0]
+    assert list(acne.x) == [h.ZONE_TITLES[zone] for zone in report["zones"]]
+    assert list(acne.y) == [values["conditions"]["acne"]["severity"] for values in report["zones"].values()]
+    assert acne.marker.color == h.COLOR_MAP["Acne"]
+    assert h.score_chart({"zones": {"forehead": {"conditions": None}}}) is None

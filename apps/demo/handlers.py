@@ -21,7 +21,6 @@ from pathlib import Path
 import cv2
 import gradio as gr
 import numpy as np
-import pandas as pd
 
 from core.errors import FaceIndexError, GlowAIError, ImageDecodeError, ImageTooLargeError, NoFaceError
 from core.filters import (
@@ -182,32 +181,29 @@ def _for_display(image: np.ndarray) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
-def score_table(report: dict) -> pd.DataFrame:
-    """Long table: one row per zone and condition (severity 0-100, area %, lesions)."""
-    rows = []
-    for zone, values in report["zones"].items():
-        for condition, scores in (values["conditions"] or {}).items():
-            rows.append({"zone": ZONE_TITLES[zone], "condition": label_by_name(condition).title, **scores})
-    return pd.DataFrame(rows, columns=["zone", "condition", "severity", "area_pct", "lesions"])
-
-
 def score_chart(report: dict):
-    """Grouped bars: severity per zone, one colour per condition (plotly figure), or None. Built
-    from graph_objects directly: plotly.express costs four times as much for the same figure."""
+    """Grouped bars: severity per zone, one colour per condition (plotly figure), or None. The traces
+    are plain dicts given to one Figure: add_trace per condition over a pandas groupby cost 40 ms a
+    call, plotly.express four times as much again."""
     import plotly.graph_objects as go
 
-    table = score_table(report)
-    if table.empty:
+    zones = [(ZONE_TITLES[zone], values["conditions"]) for zone, values in report["zones"].items() if values["conditions"]]
+    if not zones:
         return None
-    figure = go.Figure()
-    for condition, rows in table.groupby("condition", sort=False):
-        figure.add_trace(go.Bar(x=rows["zone"], y=rows["severity"], name=condition, marker_color=COLOR_MAP[condition],
-                                customdata=rows[["area_pct", "lesions"]].to_numpy(),
-                                hovertemplate="%{x}: severity %{y}<br>area %{customdata[0]} %<br>"
-                                              "lesions %{customdata[1]}<extra>" + condition + "</extra>"))
-    figure.update_layout(barmode="group", height=320, margin={"l": 10, "r": 10, "t": 10, "b": 10},
-                         legend_title_text="", yaxis={"range": [0, 100], "title": "severity (0-100)"})
-    return figure
+    data = []
+    for label in CONDITIONS:
+        scores = [conditions[label.name] for _, conditions in zones if label.name in conditions]
+        if not scores:
+            continue
+        data.append({"type": "bar", "x": [title for title, conditions in zones if label.name in conditions],
+                     "y": [s["severity"] for s in scores], "name": label.title,
+                     "marker": {"color": COLOR_MAP[label.title]},
+                     "customdata": [[s["area_pct"], s["lesions"]] for s in scores],
+                     "hovertemplate": "%{x}: severity %{y}<br>area %{customdata[0]} %<br>"
+                                      "lesions %{customdata[1]}<extra>" + label.title + "</extra>"})
+    layout = {"barmode": "group", "height": 320, "margin": {"l": 10, "r": 10, "t": 10, "b": 10},
+              "legend": {"title": {"text": ""}}, "yaxis": {"range": [0, 100], "title": {"text": "severity (0-100)"}}}
+    return go.Figure(data=data, layout=layout)
 
 
 def guidance_markdown(analysis: Analysis, payload: dict) -> str:
