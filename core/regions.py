@@ -72,6 +72,10 @@ class RegionOptions:
     nostril_margin: float = 0.0
     # a head turned to the side: the envelope grows beyond the mesh oval (see core.profile)
     profile: ProfileOptions = field(default_factory=ProfileOptions)
+    # the masks are worked out on the face downscaled so its eye distance is at most this many
+    # pixels, then scaled back (0: at full resolution); a mask edge moves by under a pixel of that
+    # scale, and a large photo costs what a small one does (bench/bench_analyze.py, `glowai eval regions`)
+    work_unit: float = 130.0
 
 
 @dataclass
@@ -113,12 +117,51 @@ def face_regions(image: np.ndarray, landmarks: np.ndarray, options: RegionOption
     if x1 - x0 < 8 or y1 - y0 < 8:
         return FaceRegions(np.zeros((height, width), bool), np.zeros((height, width), np.uint8), ZONES)
     roi = image[y0:y1, x0:x1]
-    shift = np.array([x0, y0], dtype=np.float64)
-    local = xy - shift
+    local = xy - np.array([x0, y0], dtype=np.float64)
+    oval = oval - np.array([x0, y0], dtype=np.float64)
+    scale = options.work_unit / unit if 0 < options.work_unit < unit else 1.0
+    if scale < 1.0:  # pixel centres map onto pixel centres
+        small = (max(8, round(roi.shape[1] * scale)), max(8, round(roi.shape[0] * scale)))
+        sx, sy = small[0] / roi.shape[1], small[1] / roi.shape[0]
+        to_small = np.array([sx, sy])
+        skin, zone_map, parts, skin_lab = _roi_masks(cv2.resize(roi, small, interpolation=cv2.INTER_AREA),
+                                                     (local + 0.5) * to_small - 0.5, (oval + 0.5) * to_small - 0.5,
+                                                     unit * (sx + sy) / 2, contours, options)
+        size = roi.shape[1::-1]
+        skin = cv2.resize(skin.astype(np.uint8) * 255, size, interpolation=cv2.INTER_LINEAR) >= 128
+        parts = {name: cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+                 for name, mask in parts.items()}
+        for mask in parts.values():  # the smoothed edge never reaches into an eye, brow, lip or nostril
+            skin &= ~mask
+        zone_map = cv2.resize(zone_map, size, interpolation=cv2.INTER_NEAREST)
+        zone_map[~skin] = 0
+        unzoned = skin & (zone_map == 0)
+        if unzoned.any():
+            zone_map[unzoned] = _fill_nearest(zone_map, skin)[unzoned]
+    else:
+        skin, zone_map, parts, skin_lab = _roi_masks(roi, local, oval, unit, contours, options)
+
+    full_skin = np.zeros((height, width), bool)
+    full_skin[y0:y1, x0:x1] = skin
+    full_zones = np.zeros((height, width), np.uint8)
+    full_zones[y0:y1, x0:x1] = zone_map
+    full_parts = {}
+    for name, mask in parts.items():
+        full = np.zeros((height, width), bool)
+        full[y0:y1, x0:x1] = mask
+        full_parts[name] = full
+    return FaceRegions(full_skin, full_zones, ZONES, full_parts, "mesh+colour" if options.use_colour_model else "mesh",
+                       skin_lab)
+
+
+def _roi_masks(roi: np.ndarray, local: np.ndarray, oval: np.ndarray, unit: float, contours: dict,
+               options: RegionOptions) -> tuple[np.ndarray, np.ndarray, dict, tuple[float, float, float]]:
+    """Steps 2-4 of `face_regions` inside the face's region of interest (landmarks `local` and the
+    envelope `oval` in its pixels, `unit` the eye distance there): skin, zone map, parts, skin Lab median."""
     shape = roi.shape[:2]
 
     # 2. Landmark polygons: oval and the parts that are never skin.
-    oval_mask = dilate(polygon(shape, oval - shift), options.oval_margin * unit)
+    oval_mask = dilate(polygon(shape, oval), options.oval_margin * unit)
     parts = {
         "eyes": dilate(polygon(shape, local[contours["left_eye"]]) | polygon(shape, local[contours["right_eye"]]),
                         options.eye_margin * unit),
@@ -158,19 +201,8 @@ def face_regions(image: np.ndarray, landmarks: np.ndarray, options: RegionOption
     # 4. Zones: mesh triangles, the nearest zone for skin outside every triangle, smoothed borders.
     zone_map = _smooth_zones(_fill_nearest(zone_map, skin), 0.04 * unit)
     zone_map[~skin] = 0
-
-    full_skin = np.zeros((height, width), bool)
-    full_skin[y0:y1, x0:x1] = skin
-    full_zones = np.zeros((height, width), np.uint8)
-    full_zones[y0:y1, x0:x1] = zone_map
-    full_parts = {}
-    for name, mask in parts.items():
-        full = np.zeros((height, width), bool)
-        full[y0:y1, x0:x1] = mask
-        full_parts[name] = full
     skin_lab = np.median(lab[skin], axis=0) if skin.any() else np.zeros(3)
-    return FaceRegions(full_skin, full_zones, ZONES, full_parts, "mesh+colour" if options.use_colour_model else "mesh",
-                       tuple(float(v) for v in skin_lab))
+    return skin, zone_map, parts, tuple(float(v) for v in skin_lab)
 
 
 def whole_frame_regions(image: np.ndarray) -> FaceRegions:

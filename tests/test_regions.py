@@ -7,7 +7,7 @@ import pytest
 
 from core.detection import FaceDetector
 from core.mesh import FaceMesher, topology
-from core.regions import ZONES, face_regions, triangle_zones, whole_frame_regions
+from core.regions import ZONES, RegionOptions, face_regions, triangle_zones, whole_frame_regions
 
 
 @pytest.fixture(scope="module")
@@ -164,3 +164,21 @@ def test_side_view_skin_reaches_the_jaw_and_far_cheek(mesh_tools, shared_data):
     assert on_skin(wide) >= on_skin(narrow) + 0.1 * len(centres)
     assert on_skin(wide) >= 0.85 * len(centres)
     assert wide[:, :40].mean() < 0.1 and wide[-40:, :200].mean() < 0.1  # background left and bottom-left
+
+
+def test_masks_worked_out_at_a_smaller_scale_match_the_full_resolution_ones(mesh_tools, portrait):
+    landmarks = _landmarks(mesh_tools, portrait)
+    unit = float(np.linalg.norm(landmarks[263, :2] - landmarks[33, :2]))
+    full = face_regions(portrait, landmarks, RegionOptions(work_unit=0))
+    small = face_regions(portrait, landmarks, RegionOptions(work_unit=unit / 2))  # half the resolution
+    assert small.skin.shape == full.skin.shape
+    iou = (small.skin & full.skin).sum() / (small.skin | full.skin).sum()
+    assert 0.95 < iou < 1.0  # the same mask: its edge moves by a pixel or two, a few colour calls change
+    for mask in small.parts.values():
+        assert not (small.skin & mask).any()
+    assert ((small.zone_map > 0) == small.skin).all()
+    same = (small.zone_map == full.zone_map)[small.skin & full.skin].mean()
+    assert same > 0.97
+    assert abs(small.skin_lab_median[0] - full.skin_lab_median[0]) < 1.5
+    unchanged = face_regions(portrait, landmarks, RegionOptions(work_unit=unit * 1.01))  # a smaller face: full resolution
+    assert (unchanged.skin == full.skin).all() and (unchanged.zone_map == full.zone_map).all()
