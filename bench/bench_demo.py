@@ -87,6 +87,13 @@ def main() -> None:
                                         api_name="/analyze")[5]
                 served.append((time.perf_counter() - start) * 1000)
             assert report["segmentation"]["status"] == "ok"
+            links = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False)  # pictures left on the server
+            links.predict(handle_file(args.photo), "Face 1 (largest)", False, shown, api_name="/analyze")
+            undownloaded = []
+            for _ in range(args.runs):
+                start = time.perf_counter()
+                links.predict(handle_file(args.photo), "Face 1 (largest)", False, shown, api_name="/analyze")
+                undownloaded.append((time.perf_counter() - start) * 1000)
             server_mb = peak_rss_mb(process.pid)
         finally:
             process.terminate()
@@ -118,6 +125,8 @@ def main() -> None:
     print(f"demo start-up (process start to first page): {startup_s:.1f} s; first /analyze (loads models): {first_s:.1f} s")
     print(f"gradio_client /analyze over {args.runs} calls: p50 {s50:.0f} ms, p95 {s95:.0f} ms")
     print(f"in-process Analyzer.analyze (baseline):      p50 {d50:.0f} ms, p95 {d95:.0f} ms")
+    print(f"the same with Client(download_files=False) (the 4 pictures and the report file stay on the server): "
+          f"p50 {percentiles(undownloaded)[0]:.0f} ms")
     print(f"floor, a bare Gradio app's /floor (same upload, one picture back): p50 {f50:.0f} ms")
     print(f"web layer cost: {s50 / d50:.2f}x the bare analysis at p50 (overlays, card, chart, JSON, transfer); "
           f"the floor alone is {(d50 + f50) / d50:.2f}x, the demo adds {s50 - d50 - f50:.0f} ms above it")

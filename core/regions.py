@@ -72,9 +72,10 @@ class RegionOptions:
     nostril_margin: float = 0.0
     # a head turned to the side: the envelope grows beyond the mesh oval (see core.profile)
     profile: ProfileOptions = field(default_factory=ProfileOptions)
-    # the masks are worked out on the face downscaled so its eye distance is at most this many
-    # pixels, then scaled back (0: at full resolution); a mask edge moves by under a pixel of that
-    # scale, and a large photo costs what a small one does (bench/bench_analyze.py, `glowai eval regions`)
+    # the masks are worked out on the face downscaled so its eye distance is this many pixels, then
+    # scaled back, when the face is over 1.25x that (0: always at full resolution); a mask edge moves
+    # by about a pixel of that scale, and a large photo costs what a small one does
+    # (bench/bench_analyze.py; `glowai eval regions` on CelebAMask and on a 2x copy of it)
     work_unit: float = 130.0
 
 
@@ -119,7 +120,8 @@ def face_regions(image: np.ndarray, landmarks: np.ndarray, options: RegionOption
     roi = image[y0:y1, x0:x1]
     local = xy - np.array([x0, y0], dtype=np.float64)
     oval = oval - np.array([x0, y0], dtype=np.float64)
-    scale = options.work_unit / unit if 0 < options.work_unit < unit else 1.0
+    # less than a 20 % shrink saves little time and would still move the edges: full resolution then
+    scale = options.work_unit / unit if 0 < options.work_unit and unit > 1.25 * options.work_unit else 1.0
     if scale < 1.0:  # pixel centres map onto pixel centres
         small = (max(8, round(roi.shape[1] * scale)), max(8, round(roi.shape[0] * scale)))
         sx, sy = small[0] / roi.shape[1], small[1] / roi.shape[0]
@@ -129,7 +131,7 @@ def face_regions(image: np.ndarray, landmarks: np.ndarray, options: RegionOption
                                                      unit * (sx + sy) / 2, contours, options)
         size = roi.shape[1::-1]
         skin = cv2.resize(skin.astype(np.uint8) * 255, size, interpolation=cv2.INTER_LINEAR) >= 128
-        parts = {name: cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+        parts = {name: cv2.resize(mask.astype(np.uint8) * 255, size, interpolation=cv2.INTER_LINEAR) >= 128
                  for name, mask in parts.items()}
         for mask in parts.values():  # the smoothed edge never reaches into an eye, brow, lip or nostril
             skin &= ~mask

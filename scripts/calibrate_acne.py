@@ -35,7 +35,7 @@ from core.labels import label_by_name  # noqa: E402
 from core.model.evaluate import _lesions, acne_analyses, lesion_points, score_acne  # noqa: E402
 from core.segmentation import lesion_peaks  # noqa: E402
 
-LESION_THRESHOLDS = (0.6, 0.5, 0.45, 0.4, 0.38, 0.36, 0.35, 0.34, 0.33, 0.32, 0.31, 0.3, 0.28, 0.25, 0.2, 0.15, 0.1)
+LESION_THRESHOLDS = (0.6, 0.55, 0.5, *(t / 100 for t in range(48, 19, -1)), 0.15, 0.1)  # 0.01 apart where it matters
 THRESHOLDS = (0.99, 0.98, 0.97, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05)
 
 
