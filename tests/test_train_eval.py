@@ -70,6 +70,19 @@ def test_train_writes_a_run_and_resumes(trained, dataset):
               progress=False)
 
 
+def test_worker_processes_change_the_speed_not_the_weights(trained, dataset, tmp_path):
+    from weights import load_state_dict
+
+    out = tmp_path / "workers"
+    train(TrainConfig(data=str(dataset), out=str(out), epochs=1, workers=2, **TINY), progress=False)
+    alone, _ = load_state_dict(trained / "last.safetensors")
+    workers, _ = load_state_dict(out / "last.safetensors")
+    assert alone.keys() == workers.keys()
+    assert all(bool((alone[k] == workers[k]).all()) for k in alone)
+    with pytest.raises(GlowAIError, match="--workers"):
+        train(TrainConfig(data=str(dataset), out=str(tmp_path / "bad"), epochs=1, workers=-1, **TINY), progress=False)
+
+
 def test_init_fine_tunes_from_given_weights(trained, dataset, tmp_path):
     from weights import load_state_dict
 

@@ -131,7 +131,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                          init=args.init, real=args.real, real_share=args.real_share, real_val=args.real_val,
                          lesion_head=args.lesion_head, lesion_weight=args.lesion_weight,
                          synth_lesions=args.synth_lesions,
-                         patches_per_image=args.patches_per_image, license=args.license)
+                         patches_per_image=args.patches_per_image, license=args.license, workers=args.workers)
     best = train(config, resume=args.resume, progress=not args.quiet)
     lesions = f", lesion F1 {best['lesion_f1']:.4f}" if "lesion_f1" in best else ""
     print(f"best val mIoU {best['miou']:.4f}{lesions} at epoch {best.get('epoch')}; "

@@ -297,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="only the --real photos' circles train the heatmap (procedural lesions still train the acne class)")
     train.add_argument("--patches-per-image", type=int, default=1, help="patches per synthetic image per epoch")
     train.add_argument("--license", default="Apache-2.0", help="licence of the weights (follows the data)")
+    train.add_argument("--workers", type=int, default=0, help="processes cutting training patches (0: the "
+                       "training process; on a GPU give most CPU cores); the result does not depend on it")
     train.add_argument("--resume", action="store_true")
     train.add_argument("--quiet", action="store_true")
     train.set_defaults(func=cmd_train)

@@ -9,8 +9,9 @@ labels), synthetic samples train both. Training sees random patches at full reso
 lesions survive) with flips, rotation +/-15 degrees, scale 0.8-1.25, colour jitter and noise.
 The best checkpoint is chosen by validation mIoU over the four conditions (synthetic, held-out
 identities) plus, with `real`, the lesion F1 on held-out training photos (never the dev split).
-Seeded and resumable. On CUDA it trains in fp16 mixed precision; on CPUs with native bf16 in
-bf16 autocast.
+Seeded and resumable: every patch draws its augmentation from its own generator (seed, epoch,
+position), so `workers` (DataLoader processes that cut the patches) changes the speed, never the
+result. On CUDA it trains in fp16 mixed precision; on CPUs with native bf16 in bf16 autocast.
 
 A run folder holds: config.json, metrics.csv, metrics.png, best.safetensors, last.safetensors and
 state.pt (optimizer, epoch, random states; loaded with weights_only=True).
@@ -73,6 +74,10 @@ class TrainConfig:
     lesion_head: bool = False  # one more output channel: the lesion-centre heatmap
     lesion_weight: float = 1.0  # weight of the heatmap loss
     synth_lesions: bool = True  # procedural lesions train the heatmap too (False: only the real photos' circles)
+    workers: int = 0  # DataLoader processes cutting patches (0: in this process); speed only, never the result
+
+
+RESULT_NEUTRAL = ("epochs", "workers")  # settings a resumed run may change
 
 
 def dice_loss(logits, target):
@@ -139,6 +144,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
         raise GlowAIError(f"--patch {config.patch}: use a multiple of 32, at least 64")
     if config.real and not config.lesion_head:
         raise GlowAIError("--real teaches the lesion-centre head: add --lesion-head")
+    if config.workers < 0:
+        raise GlowAIError(f"--workers {config.workers}: use 0 (this process) or more")
     if not 0 <= config.real_share < 1:
         raise GlowAIError(f"--real-share {config.real_share}: use a share in [0, 1)")
     out, data = Path(config.out), Path(config.data)
@@ -146,7 +153,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
     state_path = out / "state.pt"
     if resume and state_path.is_file():
         saved = json.loads((out / "config.json").read_text())
-        wanted = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items() if k != "epochs"}
+        wanted = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()
+                  if k not in RESULT_NEUTRAL}
         if {k: saved.get(k, TrainConfig.__dataclass_fields__[k].default) for k in wanted} != wanted:
             raise GlowAIError(f"{out}: --resume with other settings than the run was started with; use a new --out")
     elif (out / "metrics.csv").is_file() and not resume:
@@ -156,6 +164,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     device = torch.device(config.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed patch size: let cuDNN pick its fastest kernels
     # 2. Data (kept in memory: a few thousand 512-640 px photos fit easily).
     synth_train = load_synth_split(data, "train")
     synth_val = load_synth_split(data, "val", config.val_limit)
@@ -218,24 +228,25 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
         order = np.concatenate([np.repeat(np.arange(len(synth_train)), config.patches_per_image),
                                 len(synth_train) + rng.integers(0, max(1, len(real_train)), real_patches)])
         order = rng.permutation(order.astype(np.int64))
+        patches = PatchSet(pool, order[:steps_per_epoch * config.batch], config.patch, config.seed, epoch,
+                           config.lesion_head)
+        loader = torch.utils.data.DataLoader(patches, batch_size=config.batch, num_workers=config.workers,
+                                             pin_memory=device.type == "cuda", persistent_workers=False)
         losses = []
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress)
-        for step in bar:
-            picked = order[step * config.batch:(step + 1) * config.batch]
-            batch = [augment(pool[i], config.patch, rng) for i in picked]
-            x = to_tensor([b[0] for b in batch]).to(device)
-            y = torch.from_numpy(np.stack([b[1] for b in batch]).astype(np.int64)).to(device)
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress)
+        for images, masks, heats, real in bar:
+            x = normalise(images.to(device, non_blocking=True))
+            y = masks.to(device, non_blocking=True).long()
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                 logits = model(x)
             logits = logits.float()
             loss = _segmentation_loss(logits[:, :NUM_CLASSES], y, class_weights, config.loss)
             if config.lesion_head:
-                heat = np.stack([lesion_heatmap((config.patch, config.patch), b[2]) for b in batch])
-                taught = np.array([config.synth_lesions or pool[i].real for i in picked])
+                taught = real if not config.synth_lesions else torch.ones_like(real)
                 if taught.any():
-                    keep = torch.from_numpy(np.flatnonzero(taught)).to(device)
-                    loss = loss + config.lesion_weight * focal_heatmap_loss(logits[keep, NUM_CLASSES],
-                                                                            torch.from_numpy(heat[taught]).to(device))
+                    keep = torch.nonzero(taught).flatten().to(device)
+                    loss = loss + config.lesion_weight * focal_heatmap_loss(
+                        logits[keep, NUM_CLASSES], heats[taught].to(device, non_blocking=True))
             optimiser.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimiser)
@@ -261,6 +272,39 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
             print(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v}" for k, v in row.items() if k not in ("epoch", "lr")),
                   flush=True)
     return best
+
+
+class PatchSet:
+    """One epoch's training patches as a map-style dataset (a torch DataLoader batches it, in worker
+    processes when asked): item k is a patch of pool[order[k]] augmented with the generator seeded
+    by (seed, epoch, k). Yields (image uint8 HxWx3, mask uint8 HxW, heatmap float32 HxW (empty
+    without the lesion head), real bool)."""
+
+    def __init__(self, pool: list[Example], order: np.ndarray, patch: int, seed: int, epoch: int,
+                 lesion_head: bool) -> None:
+        self.pool, self.order, self.patch = pool, order, patch
+        self.seed, self.epoch, self.lesion_head = seed, epoch, lesion_head
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+        example = self.pool[int(self.order[k])]
+        rng = np.random.default_rng([self.seed, self.epoch, k])
+        image, mask, lesions = augment(example, self.patch, rng)
+        shape = (self.patch, self.patch) if self.lesion_head else (0, 0)
+        heat = lesion_heatmap(shape, lesions) if self.lesion_head else np.zeros(shape, np.float32)
+        return np.ascontiguousarray(image), mask, heat, example.real
+
+
+def normalise(images):
+    """NCHW float32 ImageNet-normalised tensor from a batch of RGB uint8 NHWC images, on their device
+    (the same values as `to_tensor`)."""
+    import torch
+
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
+    return (images.permute(0, 3, 1, 2).float() / 255.0 - mean) / std
 
 
 def _segmentation_loss(logits, target, class_weights, kind: str):
