@@ -162,7 +162,8 @@ class Analyzer:
             box = faces[face_index].box if face_index is not None else (0, 0, image.shape[1], image.shape[0])
             quality = check_quality(image, box, regions.skin, regions.skin_lab_median[0], landmarks)
             report = build_report(regions, segmentation.label_map if segmentation else None, quality,
-                                  segmentation.counted_lesions if segmentation else None)
+                                  segmentation.counted_lesions if segmentation else None,
+                                  segmentation.lesion_density if segmentation else None)
             advice = guidance(report["conditions"], report["zones"], [q.message for q in quality if not q.ok])
         timings["total"] = sum(timings.values())
         return Analysis(image, scale, faces, face_index, landmarks, regions, segmentation, report, advice,

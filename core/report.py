@@ -39,17 +39,20 @@ def severity(condition: str, area_pct: float, lesions: int) -> int:
 
 
 def condition_scores(label_map: np.ndarray, region: np.ndarray, min_lesion_px: int,
-                     lesion_points: np.ndarray | None = None) -> dict[str, dict]:
-    """Scores of every condition inside the bool mask `region`. Acne lesions are the
-    `lesion_points` ((N, 2) int row, col inside the label map) that fall in `region` when a
-    lesion-centre model gave them, else the connected acne components of the label map."""
+                     lesion_points: np.ndarray | None = None, lesion_count: float | None = None) -> dict[str, dict]:
+    """Scores of every condition inside the bool mask `region`. Acne lesions are `lesion_count`
+    (a lesion-centre model's density summed over `region`) when given, else the `lesion_points`
+    ((N, 2) int row, col inside the label map) that fall in `region` when a lesion-centre model
+    gave them, else the connected acne components of the label map."""
     pixels = int(region.sum())
     scores = {}
     for label in CONDITIONS:
         mask = (label_map == label.index) & region
         area = 100.0 * mask.sum() / pixels if pixels else 0.0
         lesions = 0
-        if label.name == "acne" and lesion_points is not None:
+        if label.name == "acne" and lesion_count is not None:
+            lesions = int(round(lesion_count))
+        elif label.name == "acne" and lesion_points is not None:
             lesions = int(region[lesion_points[:, 0], lesion_points[:, 1]].sum()) if len(lesion_points) else 0
         elif mask.any():
             count, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
@@ -66,10 +69,11 @@ def skin_tone(lab_median: tuple[float, float, float]) -> dict:
 
 
 def build_report(regions: FaceRegions, label_map: np.ndarray | None, quality: list[QualityCheck],
-                 lesions: np.ndarray | None = None) -> dict:
+                 lesions: np.ndarray | None = None, lesion_density: np.ndarray | None = None) -> dict:
     """Report body (JSON-ready). `label_map` None means no blemish model ran: conditions are null.
     `lesions`: acne lesion centres (N, 2+) x, y in analysed pixels from a lesion-centre model
-    (`Segmentation.lesions`); they give the acne counts."""
+    (`Segmentation.counted_lesions`); they give the acne counts, unless `lesion_density` (float HxW
+    lesions per analysed pixel, `Segmentation.lesion_density`) does: its sum over each zone."""
     skin_px = int(regions.skin.sum())
     min_lesion_px = max(3, int(MIN_LESION_FRACTION * skin_px))
     # work inside the bounding box of the skin: the rest of the photo holds nothing to count
@@ -77,6 +81,7 @@ def build_report(regions: FaceRegions, label_map: np.ndarray | None, quality: li
     box = (slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1)) if skin_px else (slice(0, 0), slice(0, 0))
     zone_map, skin = regions.zone_map[box], regions.skin[box]
     label_map = label_map[box] if label_map is not None else None
+    density = lesion_density[box] if lesion_density is not None else None
     points = None
     if lesions is not None and skin_px:
         rows = np.clip(np.round(lesions[:, 1]).astype(int), 0, regions.skin.shape[0] - 1) - box[0].start
@@ -91,12 +96,15 @@ def build_report(regions: FaceRegions, label_map: np.ndarray | None, quality: li
             x, y, w, h = mask_bounds(mask)
             inside = None if points is None else points[(points[:, 0] >= y) & (points[:, 0] < y + h) &
                                                         (points[:, 1] >= x) & (points[:, 1] < x + w)] - (y, x)
-            conditions = condition_scores(label_map[y:y + h, x:x + w], mask[y:y + h, x:x + w], min_lesion_px, inside)
+            zone_count = None if density is None else float(density[y:y + h, x:x + w][mask[y:y + h, x:x + w]].sum())
+            conditions = condition_scores(label_map[y:y + h, x:x + w], mask[y:y + h, x:x + w], min_lesion_px, inside,
+                                          zone_count)
         zones[name] = {
             "skin_pct": round(float(100.0 * mask.sum() / skin_px), 2) if skin_px else 0.0,
             "conditions": conditions,
         }
-    overall = condition_scores(label_map, skin, min_lesion_px, points) if label_map is not None else None
+    total = None if density is None else float(density[skin].sum())
+    overall = condition_scores(label_map, skin, min_lesion_px, points, total) if label_map is not None else None
     return {
         "zones": zones,
         "conditions": overall,

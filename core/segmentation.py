@@ -60,6 +60,9 @@ class Segmentation:
         (`SegmenterOptions.keep_lesion_heat`). faint_lesions: the same (N, 3) for the weaker peaks
         that reach the spec's `lesion_count_threshold` but not `lesion_threshold`: not marked, but
         counted, since the expert counts are matched best with them (scripts/calibrate_acne.py).
+        lesion_density: for a model that counts by heatmap mass (`WeightSpec.lesion_count_mass`),
+        float32 (H, W) estimated lesions per analysed pixel, 0 off skin: its sum over a region is that
+        region's lesion count. input_scale: network input pixels per analysed pixel.
         All None otherwise.
     """
 
@@ -70,6 +73,17 @@ class Segmentation:
     lesions: np.ndarray | None = None
     lesion_heat: np.ndarray | None = None
     faint_lesions: np.ndarray | None = None
+    lesion_density: np.ndarray | None = None
+    input_scale: float | None = None
+
+    @property
+    def lesion_count(self) -> int | None:
+        """The acne count the report gives: the lesion density's sum when the model counts by heatmap
+        mass, else the marked and faint peaks; None without a lesion head."""
+        if self.lesion_density is not None:
+            return int(round(float(self.lesion_density.sum())))
+        counted = self.counted_lesions
+        return None if counted is None else len(counted)
 
     @property
     def counted_lesions(self) -> np.ndarray | None:
@@ -105,6 +119,18 @@ def lesion_peaks(heat: np.ndarray, threshold: float, radius: int = 2) -> np.ndar
     values[labels.flat[members]] = heat.flat[members]  # maxima side by side hold the same value
     peaks = np.column_stack([centroids[1:], values[1:]]).astype(np.float32)
     return peaks[np.argsort(-peaks[:, 2], kind="stable")]
+
+
+def lesion_density(crop_heat: np.ndarray, crop_skin: np.ndarray, floor: float, mass: float,
+                   input_scale: float) -> np.ndarray:
+    """Estimated lesions per pixel: the heat above `floor` on skin, in units of `mass` (the heat of
+    one lesion summed over the network's input pixels); `input_scale` is network pixels per pixel
+    of `crop_heat`, so the count does not depend on the photo's resolution. float32, same shape."""
+    density = crop_heat - np.float32(floor)
+    np.maximum(density, 0, out=density)
+    density *= np.float32(input_scale**2 / mass)
+    density[~crop_skin] = 0
+    return density
 
 
 def cpu_has_bf16() -> bool:
@@ -300,7 +326,8 @@ class Segmenter:
             if below.any():  # there, the likeliest other class
                 crop_labels[below] = _second_best(crop_probs[:, below], index)
             crop_labels[crop_probs[index] >= threshold] = index
-        lesions = lesion_heat = faint = None
+        lesions = lesion_heat = faint = density = None
+        input_scale = new_w / crop_size[0]
         if heat is not None:
             crop_heat = cv2.resize(heat, crop_size, interpolation=cv2.INTER_LINEAR)
             if self.options.keep_lesion_heat:
@@ -314,9 +341,14 @@ class Segmenter:
             if moved.any():
                 crop_labels[moved] = _second_best(crop_probs[:, moved], acne)
             crop_labels[blobs] = acne
+            if self.spec.lesion_count_mass:
+                density = np.zeros((height, width), np.float32)
+                density[y0:y1, x0:x1] = lesion_density(crop_heat, skin[y0:y1, x0:x1], self.spec.lesion_count_floor or 0.0,
+                                                       self.spec.lesion_count_mass, input_scale)
         label_map[y0:y1, x0:x1] = crop_labels
         label_map[~skin] = 0
-        return Segmentation(probabilities, label_map, self.spec.name, self.runtime, lesions, lesion_heat, faint)
+        return Segmentation(probabilities, label_map, self.spec.name, self.runtime, lesions, lesion_heat, faint,
+                            density, input_scale)
 
     def _network_input(self, image: np.ndarray, skin: np.ndarray) -> tuple[np.ndarray, tuple, tuple[int, int]]:
         """The normalised (1, 3, H, W) float32 input for the bounding box of `skin` (padded by 4 %,

@@ -17,6 +17,10 @@ with a lesion-centre head the thresholds are the heatmap's peak values instead (
 "lesion_threshold"; ship_model.py --lesion-threshold), and a second one is chosen for the count:
 peaks from it up are counted (marked or faint), the one with the least count MAE on the
 calibration half (registry "lesion_count_threshold"; ship_model.py --lesion-count-threshold).
+It also fits the heatmap-mass count: the heat above a floor on skin, summed at the network's input
+scale, divided by the mass of one lesion; the floor and mass with the least count MAE on the
+calibration half (registry "lesion_count_floor" and "lesion_count_mass"; ship_model.py
+--lesion-count-floor --lesion-count-mass). Both counts are reported on the held-out half.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from core.model.evaluate import _lesions, acne_analyses, lesion_points, score_ac
 from core.segmentation import lesion_peaks  # noqa: E402
 
 LESION_THRESHOLDS = (0.6, 0.55, 0.5, *(t / 100 for t in range(48, 19, -1)), 0.15, 0.1)  # 0.01 apart where it matters
+MASS_FLOORS = (0.03, 0.05, 0.08, 0.1)
+MASSES = tuple(round(m, 2) for m in np.arange(2.0, 40.01, 0.5))  # heat mass of one lesion, network pixels
 THRESHOLDS = (0.99, 0.98, 0.97, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05)
 
 
@@ -51,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     acne = label_by_name("acne").index
     circles = _lesions(args.data)
     photos = []  # (name, argmax acne spots, acne probability or lesion heatmap on skin, scale)
+    masses: dict[str, dict[float, float]] = {}  # name -> floor -> heat mass above it on skin, network pixels
     on_skin = total = 0  # expert lesion centres that fall on the skin the model is shown
     lesion_head = False
     for path, analysis in acne_analyses(args.data, args.weights, thresholds={}, keep_lesion_heat=True):
@@ -60,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         score_map = seg.lesion_heat if lesion_head else seg.probabilities[acne]
         probability = np.where(skin, score_map, 0).astype(np.float16)
         photos.append((path.name, seg.label_map == acne, probability, analysis.scale))
+        if lesion_head:
+            heat_on_skin = seg.lesion_heat[skin]
+            masses[path.name] = {floor: float(np.clip(heat_on_skin - floor, 0, None).sum()) * seg.input_scale**2
+                                 for floor in MASS_FLOORS}
         for x, y, _ in circles.get(path.name, []):
             xi, yi = int(x * analysis.scale), int(y * analysis.scale)
             total += 1
@@ -121,8 +132,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ncount threshold chosen on the calibration half (least count MAE): {best_count['count_threshold']}")
         print(f"held out: count MAE {best_count['held_out']['count_mae']}, Spearman {best_count['held_out']['spearman']}"
               f" (marked peaks only: {chosen['held_out']['count_mae']}, {chosen['held_out']['spearman']})")
+    by_mass = None
+    if lesion_head:
+        def mass_scores(floor: float, mass: float, members: set[str]) -> dict:
+            entries = {name: {"points": [], "count": int(round(masses[name][floor] / mass))} for name in members}
+            scores = score_acne(entries, circles, breakdown=False)
+            return {"count_mae": scores["count_mae"], "spearman": scores["spearman"]}
+
+        mass_table = [{"floor": floor, "mass": mass, **{half: mass_scores(floor, mass, members)
+                                                        for half, members in halves.items()}}
+                      for floor in MASS_FLOORS for mass in MASSES]
+        by_mass = min(mass_table, key=lambda r: r["calibration"]["count_mae"])
+        print(f"\nheatmap-mass count chosen on the calibration half (least count MAE): floor {by_mass['floor']}, "
+              f"mass {by_mass['mass']} per lesion")
+        print(f"held out: count MAE {by_mass['held_out']['count_mae']}, Spearman {by_mass['held_out']['spearman']}")
     if args.json:
-        args.json.write_text(json.dumps({"weights": args.weights, "max_fp": args.max_fp, "chosen": chosen["threshold"],
+        args.json.write_text(json.dumps({"count_mass": by_mass,"weights": args.weights, "max_fp": args.max_fp, "chosen": chosen["threshold"],
                                          "count_threshold": best_count["count_threshold"] if counting else None,
                                          "counting": counting,
                                          "rule": rule, "lesion_head": lesion_head,

@@ -31,10 +31,16 @@ def main() -> None:
                         "(scripts/calibrate_acne.py on a lesion-head model)")
     parser.add_argument("--lesion-count-threshold", type=float, help="calibrated peak value from which faint "
                         "lesions are counted too (scripts/calibrate_acne.py's count threshold)")
+    parser.add_argument("--lesion-count-floor", type=float, help="heatmap-mass count: heat above this value "
+                        "counts (scripts/calibrate_acne.py's floor; with --lesion-count-mass)")
+    parser.add_argument("--lesion-count-mass", type=float, help="heatmap-mass count: the mass of one lesion "
+                        "(scripts/calibrate_acne.py); the report's counts then come from the heatmap's mass")
     parser.add_argument("--cpu-runtime", choices=("onnx-int8", "onnx", "torch-bf16"),
                         help="the CPU runtime `auto` picks for this model; give it only after its figures "
                              "(glowai eval acne/segmentation --runtime R) held against the reference")
     args = parser.parse_args()
+    if (args.lesion_count_floor is None) != (args.lesion_count_mass is None):
+        parser.error("--lesion-count-floor and --lesion-count-mass go together")
     run = Path(args.run)
     spec = weights.spec_from_file(run / "best.safetensors")
     tensors, _ = weights.load_state_dict(run / "best.safetensors")
@@ -48,10 +54,13 @@ def main() -> None:
     shipped = weights.WeightSpec(**{**spec.__dict__, "name": args.name, "file": target.name, "default": True,
                                     "thresholds": thresholds, "lesion_threshold": lesion_threshold,
                                     "lesion_count_threshold": args.lesion_count_threshold,
+                                    "lesion_count_floor": args.lesion_count_floor,
+                                    "lesion_count_mass": args.lesion_count_mass,
                                     "cpu_runtime": args.cpu_runtime, "description": description})
     weights.save_checkpoint(half, target, shipped)
     write_card(run, weights.WEIGHTS_DIR / f"{args.name}.md", lesion_threshold=lesion_threshold,
-               count_threshold=args.lesion_count_threshold)
+               count_threshold=args.lesion_count_threshold,
+               count_mass=(args.lesion_count_floor, args.lesion_count_mass) if args.lesion_count_mass else None)
     registry = json.loads(weights.REGISTRY_FILE.read_text())
     entry = next((e for e in registry["models"] if e["name"] == args.name), None)
     if entry is None:
@@ -66,7 +75,8 @@ def main() -> None:
     entry.pop("thresholds", None)
     if thresholds:
         entry["thresholds"] = thresholds
-    for key in ("lesion_head", "lesion_threshold", "lesion_count_threshold", "cpu_runtime"):  # a new model earns its own cpu_runtime
+    for key in ("lesion_head", "lesion_threshold", "lesion_count_threshold", "lesion_count_floor", "lesion_count_mass",
+                "cpu_runtime"):  # a new model earns its own cpu_runtime
         entry.pop(key, None)
     if args.cpu_runtime:
         entry["cpu_runtime"] = args.cpu_runtime
@@ -74,6 +84,8 @@ def main() -> None:
         entry.update(lesion_head=True, lesion_threshold=lesion_threshold)
         if args.lesion_count_threshold is not None:
             entry["lesion_count_threshold"] = args.lesion_count_threshold
+        if args.lesion_count_mass is not None:
+            entry.update(lesion_count_floor=args.lesion_count_floor, lesion_count_mass=args.lesion_count_mass)
     sharing = [e["name"] for e in registry["models"] if e is not entry and e.get("file") == target.name]
     if sharing:  # variants of the old weights (another input size, say): their calibration is not for these
         registry["models"] = [e for e in registry["models"] if e["name"] not in sharing]

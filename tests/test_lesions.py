@@ -243,3 +243,45 @@ def test_eval_compare_runs_two_models_on_one_folder(lesion_run, isolated_cache, 
     saved = sorted(p.name for p in tmp_path.glob("cmp.*.json"))
     assert saved == ["cmp.baseline-redspot.json", "cmp.glowai-unet.json"]
     assert "levle2 recall" in capsys.readouterr().out
+
+
+def test_lesion_density_counts_heat_mass_at_the_networks_scale():
+    from core.segmentation import lesion_density
+
+    heat = np.zeros((60, 80), np.float32)
+    heat[10:30, 10:30] = 0.9  # 400 crop pixels of heat 0.8 above the floor
+    heat[40:50, 50:70] = 0.05  # below the floor: no lesion
+    skin = np.ones((60, 80), bool)
+    # the network saw the crop at half size: 100 network pixels x 0.8 = 80 = two lesions of mass 40
+    density = lesion_density(heat, skin, floor=0.1, mass=40.0, input_scale=0.5)
+    assert density.dtype == np.float32 and float(density.sum()) == pytest.approx(2.0, rel=1e-5)
+    assert not density[40:50, 50:70].any()
+    skin[10:30, 10:20] = False  # half the blob off skin: half the count
+    assert float(lesion_density(heat, skin, 0.1, 40.0, 0.5).sum()) == pytest.approx(1.0, rel=1e-5)
+    # the same heat seen at twice the network scale is four times the mass
+    assert float(lesion_density(heat, np.ones_like(skin), 0.1, 40.0, 1.0).sum()) == pytest.approx(8.0, rel=1e-5)
+
+
+def test_report_counts_lesions_from_the_heatmap_mass(lesion_run, isolated_cache):
+    import dataclasses
+
+    from core.pipeline import AnalyzeOptions, Analyzer
+
+    run, _, _ = lesion_run
+    analyzer = Analyzer(AnalyzeOptions(segmenter=SegmenterOptions(weights=str(run / "best.safetensors"),
+                                                                  runtime="torch-fp32")))
+    segmenter = _segmenter_with_heat(run / "best.safetensors", [(45, 75), (80, 75), (64, 60)], isolated_cache,
+                                     heights=[0.9, 0.9, 0.9])
+    # the mass of one of those peaks above the floor, in network pixels
+    one = 0.9 * lesion_heatmap((40, 40), np.array([(20, 20, 4.0)], np.float32))
+    floor = 0.1
+    segmenter.spec = dataclasses.replace(segmenter.spec, lesion_count_floor=floor,
+                                         lesion_count_mass=float(np.clip(one - floor, 0, None).sum()))
+    analyzer._segmenter = segmenter
+    analysis = analyzer.analyze(EXAMPLES / "portrait-001.jpg")
+    seg = analysis.segmentation
+    assert seg.lesion_density is not None and not seg.lesion_density[~analysis.regions.skin].any()
+    assert float(seg.lesion_density.sum()) == pytest.approx(3.0, abs=0.3)  # three lesions' worth of heat
+    assert seg.lesion_count == analysis.report["conditions"]["acne"]["lesions"] == 3
+    zones = [zone["conditions"]["acne"]["lesions"] for zone in analysis.report["zones"].values()]
+    assert 2 <= sum(zones) <= 4  # each zone rounds its own share

@@ -47,6 +47,11 @@ class WeightSpec:
     lesion_head: bool = False
     lesion_threshold: float = 0.5
     lesion_count_threshold: float | None = None
+    # or the count is the heatmap's mass: the heat above lesion_count_floor on skin, summed at the
+    # network's input scale, divided by lesion_count_mass (the mass of one lesion), calibrated by
+    # scripts/calibrate_acne.py; it ranks photos by how much acne they show better than peaks do
+    lesion_count_floor: float | None = None
+    lesion_count_mass: float | None = None
     # the CPU runtime (core.segmentation.RUNTIMES) that "auto" picks for this model, e.g. "onnx-int8":
     # set only once its accuracy was checked against the reference path (the model card's figures)
     cpu_runtime: str | None = None

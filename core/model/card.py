@@ -68,9 +68,10 @@ REAL_LIMITS = """- Acne lesions are learned from ACNE04 clinical photos (Chinese
   counts are the acne figures that matter.
 - ACNE04-v2 circles cover only 14 of the 102 most severe training photos: very severe acne is
   under-represented and its counts run low.
-- The marked lesions are the confident peaks (few false ones, many missed); the count also takes
-  the faint peaks, so it is an estimate of how many lesions there are rather than a tally of the
-  marked ones: close on average, off by about a dozen on a single photo (count MAE above)."""
+- The marked lesions are the confident peaks (few false ones, many missed); the count is estimated
+  from the whole heatmap (its mass above a floor, or its faint peaks too), so it says how many
+  lesions there are rather than tallying the marked ones: close on average, off by about ten on a
+  single photo (count MAE above), and low on very severe acne."""
 
 ACNE04_NOTE = (" The acne lesions were learned from the ACNE04 photos and their ACNE04-v2 expert lesion "
                "marks, which are for research use only: these weights are for research and non-commercial "
@@ -125,6 +126,11 @@ def _metrics_markdown(run: Path) -> str:
                          "counted too; chosen on the same half (least count MAE); on the other half: "
                          f"`{json.dumps(counting['held_out'])}` (the marked peaks alone: count MAE "
                          f"{chosen['held_out']['count_mae']}, Spearman {chosen['held_out']['spearman']})")
+        by_mass = result.get("count_mass")
+        if by_mass is not None:
+            parts.append(f"- Heatmap-mass count (the same file): floor {by_mass['floor']}, {by_mass['mass']} per lesion, "
+                         "chosen on the same half (least count MAE); on the other half: "
+                         f"`{json.dumps(by_mass['held_out'])}`")
     return "\n".join(parts) or "- (no evaluation found in the run folder)"
 
 
@@ -155,8 +161,9 @@ def acne_tables(results: dict[str, dict]) -> str:
 
 
 def write_card(run: Path, target: Path, lesion_threshold: float | None = None,
-               count_threshold: float | None = None) -> None:
-    """Write a model card for the run in `run` (config.json, metrics.csv, eval-*.json) to `target`."""
+               count_threshold: float | None = None, count_mass: tuple[float, float] | None = None) -> None:
+    """Write a model card for the run in `run` (config.json, metrics.csv, eval-*.json) to `target`.
+    `count_mass`: (floor, mass) when the report counts lesions by heatmap mass."""
     run = Path(run)
     config_path = run / "config.json"
     if not config_path.is_file():
@@ -176,6 +183,10 @@ def write_card(run: Path, target: Path, lesion_threshold: float | None = None,
                f"--name {config['name']}" + (f" --init {config['init']}" if config.get("init") else ""))
     if config.get("patches_per_image", 1) != 1:
         command += f" --patches-per-image {config['patches_per_image']}"
+    if config.get("device", "cpu") != "cpu":
+        command += f" --device {config['device']}"
+    if config.get("workers"):
+        command += f" --workers {config['workers']}"
     real = config.get("real")
     if real:
         command += (f" --real {real} --real-share {config['real_share']} --real-val {config['real_val']} "
@@ -190,6 +201,11 @@ def write_card(run: Path, target: Path, lesion_threshold: float | None = None,
     counted = count_threshold if count_threshold is not None else spec.lesion_count_threshold
     counting = (f"; the report also counts the faint ones, local maxima >= {counted}, which match the expert counts "
                 "best (scripts/calibrate_acne.py)" if counted is not None and counted < threshold else "")
+    if count_mass is None and spec.lesion_count_mass:
+        count_mass = (spec.lesion_count_floor or 0.0, spec.lesion_count_mass)
+    if count_mass is not None:
+        counting = (f"; the report counts lesions from the heatmap's mass: the heat above {count_mass[0]} on skin, "
+                    f"summed at the network's input scale, over {count_mass[1]} per lesion (scripts/calibrate_acne.py)")
     target.write_text(CARD.format(
         front_licence="license: apache-2.0" if apache else "license: other\nlicense_name: acne04-research-only",
         license=spec.license, licence_note="" if apache or not real else ACNE04_NOTE,

@@ -210,7 +210,7 @@ def eval_acne(data: Path, weights: str | None = None, min_area: int = 4, progres
         count = None
         if seg is not None and seg.lesions is not None:  # a lesion-centre model: its peaks are the lesions
             points = [(float(x / analysis.scale), float(y / analysis.scale)) for x, y, _ in seg.lesions]
-            count = len(seg.counted_lesions)  # what the report counts: the marked peaks and the faint ones
+            count = seg.lesion_count  # what the report counts: heatmap mass, or the marked and faint peaks
         else:
             spots = red_spots(analysis.image, analysis.regions.skin) if baseline else seg.label_map == 1
             points = lesion_points(spots, analysis.scale, min_area)
