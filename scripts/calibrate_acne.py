@@ -36,8 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.labels import label_by_name  # noqa: E402
+from core.lesions import lesion_density, lesion_peaks  # noqa: E402
 from core.model.evaluate import _lesions, acne_analyses, lesion_points, score_acne  # noqa: E402
-from core.segmentation import lesion_peaks  # noqa: E402
 
 LESION_THRESHOLDS = (0.6, 0.55, 0.5, *(t / 100 for t in range(48, 19, -1)), 0.15, 0.1)  # 0.01 apart where it matters
 MASS_FLOORS = (0.03, 0.05, 0.08, 0.1)
@@ -68,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         probability = np.where(skin, score_map, 0).astype(np.float16)
         photos.append((path.name, seg.label_map == acne, probability, analysis.scale))
         if lesion_head:
-            heat_on_skin = seg.lesion_heat[skin]
-            masses[path.name] = {floor: float(np.clip(heat_on_skin - floor, 0, None).sum()) * seg.input_scale**2
+            masses[path.name] = {floor: float(lesion_density(seg.lesion_heat, skin, floor, 1.0, seg.input_scale).sum())
                                  for floor in MASS_FLOORS}
         for x, y, _ in circles.get(path.name, []):
             xi, yi = int(x * analysis.scale), int(y * analysis.scale)

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from core.labels import NUM_CLASSES, label_by_name
+from core.lesions import lesion_peaks
 from core.model.data import Example, augment, lesion_heatmap, load_acne04, mask_lesions
 from core.model.train import TrainConfig, count_matches, focal_heatmap_loss, train
-from core.segmentation import Segmenter, SegmenterOptions, lesion_peaks
+from core.segmentation import Segmenter, SegmenterOptions
 from tests.conftest import make_acne04_like
 
 ACNE = label_by_name("acne").index
@@ -246,7 +247,7 @@ def test_eval_compare_runs_two_models_on_one_folder(lesion_run, isolated_cache, 
 
 
 def test_lesion_density_counts_heat_mass_at_the_networks_scale():
-    from core.segmentation import lesion_density
+    from core.lesions import lesion_density
 
     heat = np.zeros((60, 80), np.float32)
     heat[10:30, 10:30] = 0.9  # 400 crop pixels of heat 0.8 above the floor

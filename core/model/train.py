@@ -336,7 +336,7 @@ def focal_heatmap_loss(logits, target, alpha: float = 2.0, beta: float = 4.0):
 def _validate(model, synth_val: list[Example], real_val: list[Example], device, autocast_dtype,
               lesion_head: bool) -> tuple[dict, dict]:
     """Synthetic mIoU (and lesion F1 on held-out real photos): (metrics.csv columns, best-keeping scores)."""
-    from core.segmentation import lesion_peaks
+    from core.lesions import lesion_peaks
 
     matrix = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
     for example in synth_val:
