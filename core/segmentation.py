@@ -15,6 +15,7 @@ Runtimes (`SegmenterOptions.runtime`):
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,8 +52,11 @@ class SegmenterOptions:
 class Segmentation:
     """Per-pixel result in pixels of the analysed image.
 
-    probabilities: float32 (C, H, W), softmax over `core.labels.LABELS`; outside the crop the
-        background channel is 1. label_map: uint8 (H, W), argmax restricted to skin (0 elsewhere),
+    crop_probabilities: float32 (C, h, w), softmax over `core.labels.LABELS` inside `box`
+        (x0, y0, x1, y1), the part of the image the network saw; `probabilities` is the same over the
+        whole image (C, H, W), the background channel 1 outside the box, made only when asked for
+        (the report needs the label map, not 20 MB of probabilities per megapixel).
+        label_map: uint8 (H, W), argmax restricted to skin (0 elsewhere),
         except for classes with a decision threshold (`SegmenterOptions.thresholds`).
     lesions: for a model with a lesion head (`WeightSpec.lesion_head`), float32 (N, 3) acne lesion
         centres x, y (analysed pixels) and peak value, strongest first, on skin only; the acne class
@@ -67,7 +71,8 @@ class Segmentation:
         All None otherwise.
     """
 
-    probabilities: np.ndarray
+    crop_probabilities: np.ndarray
+    box: tuple[int, int, int, int]
     label_map: np.ndarray
     model: str
     runtime: str
@@ -76,6 +81,15 @@ class Segmentation:
     faint_lesions: np.ndarray | None = None
     lesion_density: np.ndarray | None = None
     input_scale: float | None = None
+
+    @functools.cached_property
+    def probabilities(self) -> np.ndarray:
+        """float32 (C, H, W) over the whole analysed image: `crop_probabilities` pasted into `box`."""
+        full = np.zeros((NUM_CLASSES, *self.label_map.shape), np.float32)
+        full[0] = 1.0
+        x0, y0, x1, y1 = self.box
+        full[:, y0:y1, x0:x1] = self.crop_probabilities
+        return full
 
     @property
     def lesion_count(self) -> int | None:
@@ -272,11 +286,10 @@ class Segmenter:
         long side is the spec's input_size, then padded to a multiple of 32.
         """
         height, width = image.shape[:2]
-        probabilities = np.zeros((NUM_CLASSES, height, width), np.float32)
-        probabilities[0] = 1.0
         label_map = np.zeros((height, width), np.uint8)
         if not skin.any():
-            return Segmentation(probabilities, label_map, self.spec.name, self.runtime)
+            return Segmentation(np.zeros((NUM_CLASSES, 0, 0), np.float32), (0, 0, 0, 0), label_map, self.spec.name,
+                                self.runtime)
         # 1-2. Crop around the skin, resize and pad to the network's input.
         x, (x0, y0, x1, y1), (new_h, new_w) = self._network_input(image, skin)
         # 3. Forward pass.
@@ -289,10 +302,11 @@ class Segmenter:
         heat = _sigmoid(logits[NUM_CLASSES]) if self.spec.lesion_head else None
         probs = _softmax(logits[:NUM_CLASSES])
         crop_size = (x1 - x0, y1 - y0)
-        crop_probs = np.stack([cv2.resize(p, crop_size, interpolation=cv2.INTER_LINEAR) for p in probs])
-        probabilities[:, y0:y1, x0:x1] = crop_probs
+        crop_probs = np.empty((NUM_CLASSES, crop_size[1], crop_size[0]), np.float32)
+        for channel, p in enumerate(probs):
+            cv2.resize(p, crop_size, dst=crop_probs[channel], interpolation=cv2.INTER_LINEAR)
         # 5. Labels: argmax, decision thresholds, lesion blobs; restricted to skin.
-        crop_labels = crop_probs.argmax(axis=0).astype(np.uint8)
+        crop_labels = _argmax_channels(crop_probs)
         for index, threshold in self.thresholds:  # a thresholded class is labelled where p >= threshold
             below = (crop_labels == index) & (crop_probs[index] < threshold)
             if below.any():  # there, the likeliest other class
@@ -319,8 +333,8 @@ class Segmenter:
                                                        self.spec.lesion_count_mass, input_scale)
         label_map[y0:y1, x0:x1] = crop_labels
         label_map[~skin] = 0
-        return Segmentation(probabilities, label_map, self.spec.name, self.runtime, lesions, lesion_heat, faint,
-                            density, input_scale)
+        return Segmentation(crop_probs, (x0, y0, x1, y1), label_map, self.spec.name, self.runtime, lesions,
+                            lesion_heat, faint, density, input_scale)
 
     def _network_input(self, image: np.ndarray, skin: np.ndarray) -> tuple[np.ndarray, tuple, tuple[int, int]]:
         """The normalised (1, 3, H, W) float32 input for the bounding box of `skin` (padded by 4 %,
@@ -337,11 +351,7 @@ class Segmenter:
         resized = cv2.resize(crop, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         pad_h, pad_w = (-new_h) % 32, (-new_w) % 32
         padded = cv2.copyMakeBorder(resized, 0, pad_h, 0, pad_w, cv2.BORDER_REFLECT_101)
-        std = np.array(self.spec.std, np.float32)
-        x = padded.astype(np.float32)
-        x *= 1.0 / (255.0 * std)
-        x -= np.array(self.spec.mean, np.float32) / std
-        return np.ascontiguousarray(x.transpose(2, 0, 1)[None]), (x0, y0, x1, y1), (new_h, new_w)
+        return _blob(padded, self.spec.mean, self.spec.std), (x0, y0, x1, y1), (new_h, new_w)
 
     def _lesions(self, crop_heat: np.ndarray, crop_skin: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Peaks of the heatmap at crop resolution (the same map `lesion_heat` holds, so a threshold
@@ -404,20 +414,53 @@ def _remove_stale_work(folder: Path, max_age_s: float = 3600.0) -> None:
             continue
 
 
+def _blob(image: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """(1, 3, H, W) float32 network input of an RGB uint8 image: (x / 255 - mean) / std per channel,
+    in one pass of OpenCV's blob maker (twice as fast as numpy's convert, scale, shift and transpose)."""
+    params = cv2.dnn.Image2BlobParams()
+    params.scalefactor = tuple(1.0 / (255.0 * float(s)) for s in std) + (0.0,)
+    params.mean = tuple(255.0 * float(m) for m in mean) + (0.0,)
+    params.swapRB = False
+    params.ddepth = cv2.CV_32F
+    params.datalayout = cv2.dnn.DNN_LAYOUT_NCHW
+    params.paddingmode = cv2.dnn.DNN_PMODE_NULL
+    return cv2.dnn.blobFromImageWithParams(image, params)
+
+
+def _argmax_channels(probs: np.ndarray) -> np.ndarray:
+    """uint8 argmax over axis 0 of (C, H, W), one channel at a time (the first wins a tie, as in
+    numpy's argmax, which is several times slower along the outer axis)."""
+    best = probs[0].copy()
+    labels = np.zeros(best.shape, np.uint8)
+    for index in range(1, len(probs)):
+        np.copyto(labels, np.uint8(index), where=probs[index] > best)
+        np.maximum(best, probs[index], out=best)
+    return labels
+
+
 def _softmax(logits: np.ndarray) -> np.ndarray:
     """Softmax over axis 0 of a (C, H, W) float32 view, one channel at a time: a reduction over
     the class axis of a strided view is ten times slower than C elementwise passes."""
     top = logits[0].copy()
     for channel in logits[1:]:
         np.maximum(top, channel, out=top)
-    probs = np.subtract(logits, top, dtype=np.float32)
-    np.exp(probs, out=probs)
+    probs = np.subtract(logits, top, dtype=np.float32, order="C")
+    _exp_inplace(probs)
     total = probs[0].copy()
     for channel in probs[1:]:
         total += channel
     np.reciprocal(total, out=total)
     probs *= total
     return probs
+
+
+def _exp_inplace(x: np.ndarray) -> np.ndarray:
+    """exp of a float32 array in place, by OpenCV when it is C-contiguous (vectorised: 5x numpy's exp here)."""
+    if not x.flags.c_contiguous:
+        return np.exp(x, out=x)
+    flat = x.reshape(-1, x.shape[-1]) if x.ndim > 1 else x.reshape(1, -1)
+    cv2.exp(flat, dst=flat)
+    return x
 
 
 def _second_best(probs: np.ndarray, index: int) -> np.ndarray:
@@ -429,7 +472,7 @@ def _second_best(probs: np.ndarray, index: int) -> np.ndarray:
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     """float32 logistic of `x`, computed in one buffer."""
-    out = np.negative(x, dtype=np.float32)
-    np.exp(out, out=out)
+    out = np.negative(x, dtype=np.float32, order="C")
+    _exp_inplace(out)
     out += 1.0
     return np.reciprocal(out, out=out)

@@ -140,3 +140,22 @@ def test_gpu_fp16_agrees_with_cpu_fp32(tiny_weights, portrait, skin_mask):
         assert segmenter.runtime == "torch-fp16"
         got = segmenter.segment(portrait, skin_mask).probabilities
     assert np.abs(got - expected)[:, skin_mask].mean() < 0.01
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "cropped"])
+def test_softmax_sigmoid_and_argmax_match_numpy_on_every_memory_layout(layout):
+    from core.segmentation import _argmax_channels, _sigmoid, _softmax
+
+    rng = np.random.default_rng(3)
+    logits = (rng.standard_normal((6, 40, 56)) * 6).astype(np.float32)
+    logits[2, :5] = logits[1, :5]  # ties: the first class wins, as in numpy
+    if layout == "channels_last":  # what a channels_last torch output looks like through .numpy()
+        logits = np.ascontiguousarray(logits.transpose(1, 2, 0)).transpose(2, 0, 1)
+    elif layout == "cropped":  # the unpadded part of a network output
+        logits = np.pad(logits, ((0, 0), (0, 3), (0, 9)))[:, :40, :56]
+    exp = np.exp(logits[:5].astype(np.float64) - logits[:5].max(axis=0))
+    np.testing.assert_allclose(_softmax(logits[:5]), exp / exp.sum(axis=0), atol=1e-6)
+    np.testing.assert_allclose(_sigmoid(logits[5]), 1 / (1 + np.exp(-logits[5].astype(np.float64))), atol=1e-6)
+    probs = _softmax(logits[:5])
+    assert np.array_equal(_argmax_channels(probs), probs.argmax(axis=0))
+    assert np.array_equal(_argmax_channels(logits[:5]), logits[:5].argmax(axis=0))
