@@ -84,3 +84,25 @@ def test_mesh_retries_find_a_three_quarter_face(shared_data):
     assert landmarks is not None and landmarks.shape == (478, 3)
     x0, y0, x1, y1 = face.box
     assert x0 - 0.25 * face.width <= landmarks[1, 0] <= x1 and y0 <= landmarks[1, 1] <= y1
+
+
+def test_a_small_face_far_from_the_camera_is_still_found(detector, portrait):
+    """A face under a quarter of the frame's shorter side is the full-range model's job: the
+    short-range one alone does not stop the search."""
+    small = portrait[::2, ::2]
+    canvas = np.full((portrait.shape[0] * 2, portrait.shape[1] * 2, 3), 235, np.uint8)
+    canvas[900:900 + small.shape[0], 700:700 + small.shape[1]] = small
+    faces = detector.detect(canvas)
+    assert len(faces) == 1 and faces[0].width < 0.25 * min(canvas.shape[:2])
+    x0, y0, x1, y1 = faces[0].box
+    assert 700 <= x0 < x1 <= 700 + small.shape[1] and 900 <= y0 < y1 <= 900 + small.shape[0]
+
+
+def test_skipping_the_full_range_model_for_a_selfie_changes_no_face(portrait):
+    group = np.full((portrait.shape[0], portrait.shape[1] * 2, 3), 255, np.uint8)
+    group[:, : portrait.shape[1]] = portrait
+    group[: portrait.shape[0] // 2, portrait.shape[1]:][:, : portrait.shape[1] // 2] = portrait[::2, ::2]
+    with FaceDetector(DetectorOptions(full_range_below=0.0)) as both, FaceDetector() as gated:
+        for image in (portrait, group, np.ascontiguousarray(portrait[::3, ::3])):
+            expected, got = both.detect(image), gated.detect(image)
+            assert [f.box for f in got] == [f.box for f in expected]
