@@ -183,3 +183,41 @@ def test_masks_worked_out_at_a_smaller_scale_match_the_full_resolution_ones(mesh
     for work_unit in (unit * 1.01, unit / 1.2):  # a smaller face, or one barely larger: full resolution
         unchanged = face_regions(portrait, landmarks, RegionOptions(work_unit=work_unit))
         assert (unchanged.skin == full.skin).all() and (unchanged.zone_map == full.zone_map).all()
+
+
+def test_skin_colour_fit_matches_the_masked_covariance_it_replaced():
+    from core.regions import _fit_skin_colour
+
+    rng = np.random.default_rng(5)
+    samples = np.column_stack([rng.normal(60, 10, 9000), rng.normal(15, 4, 9000),
+                               rng.normal(18, 5, 9000) + rng.normal(0, 3, 9000)]).astype(np.float32)
+    samples[:500, 1:] += 25  # outliers that the trimming passes drop
+    ab = samples[:, 1:].astype(np.float64)
+    keep = np.ones(len(ab), bool)
+    for _ in range(2):
+        mean = ab[keep].mean(0)
+        inv = np.linalg.inv(np.cov(ab[keep].T) + np.eye(2))
+        d = ab - mean
+        d2 = np.einsum("ni,ij,nj->n", d, inv, d)
+        keep = d2 <= np.quantile(d2, 0.9)
+    expected_inv = np.linalg.inv(np.cov(ab[keep].T) * 1.5 + np.eye(2) * 2.0)
+    mean, inv, lightness = _fit_skin_colour(samples)
+    np.testing.assert_allclose(mean, ab[keep].mean(0), rtol=1e-9)
+    np.testing.assert_allclose(inv, expected_inv, rtol=1e-9)
+    assert lightness == pytest.approx(float(np.median(samples[:, 0])))
+
+
+def test_unzoned_skin_rim_takes_the_nearest_zone():
+    from core.regions import _fill_nearest, _grow_zones
+
+    zone_map = np.zeros((60, 80), np.uint8)
+    zone_map[10:50, 10:40] = 1
+    zone_map[10:50, 40:70] = 2
+    skin = np.zeros_like(zone_map, bool)
+    skin[6:54, 5:76] = True  # a rim of 4-6 px around the zoned block
+    skin[30, 0:5] = True  # and a strand that needs more than the 3x3 steps
+    grown = _grow_zones(zone_map.copy(), skin, steps=3)
+    assert (grown[skin] > 0).all() and not grown[~skin].any()
+    nearest = _fill_nearest(zone_map, skin)
+    away_from_the_border = np.abs(np.arange(80) - 40)[None, :].repeat(60, 0) > 6
+    assert np.array_equal(grown[skin & away_from_the_border], nearest[skin & away_from_the_border])
