@@ -44,17 +44,17 @@ def condition_scores(label_map: np.ndarray, region: np.ndarray, min_lesion_px: i
     (a lesion-centre model's density summed over `region`) when given, else the `lesion_points`
     ((N, 2) int row, col inside the label map) that fall in `region` when a lesion-centre model
     gave them, else the connected acne components of the label map."""
-    pixels = int(region.sum())
+    pixels = int(np.count_nonzero(region))
     scores = {}
     for label in CONDITIONS:
         mask = (label_map == label.index) & region
-        area = 100.0 * mask.sum() / pixels if pixels else 0.0
+        area = 100.0 * np.count_nonzero(mask) / pixels if pixels else 0.0
         lesions = 0
         if label.name == "acne" and lesion_count is not None:
             lesions = int(round(lesion_count))
         elif label.name == "acne" and lesion_points is not None:
-            lesions = int(region[lesion_points[:, 0], lesion_points[:, 1]].sum()) if len(lesion_points) else 0
-        elif mask.any():
+            lesions = int(np.count_nonzero(region[lesion_points[:, 0], lesion_points[:, 1]])) if len(lesion_points) else 0
+        elif area:
             count, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
             lesions = int((stats[1:, cv2.CC_STAT_AREA] >= min_lesion_px).sum())
         scores[label.name] = {"area_pct": round(float(area), 2), "lesions": lesions,
@@ -74,7 +74,7 @@ def build_report(regions: FaceRegions, label_map: np.ndarray | None, quality: li
     `lesions`: acne lesion centres (N, 2+) x, y in analysed pixels from a lesion-centre model
     (`Segmentation.counted_lesions`); they give the acne counts, unless `lesion_density` (float HxW
     lesions per analysed pixel, `Segmentation.lesion_density`) does: its sum over each zone."""
-    skin_px = int(regions.skin.sum())
+    skin_px = int(np.count_nonzero(regions.skin))
     min_lesion_px = max(3, int(MIN_LESION_FRACTION * skin_px))
     # work inside the bounding box of the skin: the rest of the photo holds nothing to count
     ys, xs = np.nonzero(regions.skin.any(axis=1))[0], np.nonzero(regions.skin.any(axis=0))[0]
@@ -100,7 +100,7 @@ def build_report(regions: FaceRegions, label_map: np.ndarray | None, quality: li
             conditions = condition_scores(label_map[y:y + h, x:x + w], mask[y:y + h, x:x + w], min_lesion_px, inside,
                                           zone_count)
         zones[name] = {
-            "skin_pct": round(float(100.0 * mask.sum() / skin_px), 2) if skin_px else 0.0,
+            "skin_pct": round(float(100.0 * np.count_nonzero(mask) / skin_px), 2) if skin_px else 0.0,
             "conditions": conditions,
         }
     total = None if density is None else float(density[skin].sum())
