@@ -391,13 +391,21 @@ def _fit_skin_colour(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, float
 
 def _moments(a: np.ndarray, b: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean (2,) and sample covariance (2, 2) of the (a, b) pairs whose weight is 1: np.cov's
-    figures, as dot products over contiguous columns (a tenth of the time of masking the pairs)."""
+    figures, as dot products over contiguous columns (a tenth of the time of masking the pairs).
+
+    The products are np.einsum, not `@`: a float64 `@` over tens of thousands of pixels goes to
+    OpenBLAS, whose worker thread then spins for ~0.1 s after the call and took one of the two
+    cores from the next step (the model ran 1.5x slower right after regions; bench/bench_analyze.py).
+    """
+    def dot(x: np.ndarray, y: np.ndarray) -> float:
+        return float(np.einsum("i,i->", x, y))
+
     n = weight.sum()
-    mean = np.array([a @ weight, b @ weight]) / n
+    mean = np.array([dot(a, weight), dot(b, weight)]) / n
     da, db = a - mean[0], b - mean[1]
     weighted = da * weight
-    ab = weighted @ db
-    cov = np.array([[weighted @ da, ab], [ab, (db * weight) @ db]]) / max(n - 1.0, 1.0)
+    ab = dot(weighted, db)
+    cov = np.array([[dot(weighted, da), ab], [ab, dot(db * weight, db)]]) / max(n - 1.0, 1.0)
     return mean, cov
 
 
