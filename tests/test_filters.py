@@ -211,3 +211,60 @@ def test_cli_makeup_and_retouch(tmp_path, capsys):
     capsys.readouterr()
     assert main(["makeup", "apply", str(photo), "--preset", "nope", "--out", str(tmp_path / "x.png")]) == 2
     assert "built-ins" in capsys.readouterr().err
+
+
+def test_protected_features_drawn_in_a_window_match_the_whole_frame(faces):
+    """protected() draws and dilates eyes, brows and lips only around them; the mask must be the one
+    the whole frame gives, also for a face the frame edge cuts (the code it replaced, inline)."""
+    import cv2
+
+    from core.filters.masks import protected
+
+    contours = topology()["contours"]
+
+    def whole_frame(shape, landmarks, margin=0.02):
+        mask = np.zeros(shape, bool)
+        for name in ("left_eye", "right_eye", "lips_outer"):
+            mask |= polygon(shape, landmarks[contours[name]])
+        for name in ("left_brow", "right_brow"):
+            mask |= polygon(shape, cv2.convexHull(landmarks[contours[name], :2].astype(np.float32)).reshape(-1, 2))
+        radius = max(1, int(round(margin * eye_unit(landmarks))))
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+        return cv2.dilate(mask.astype(np.uint8), kernel).astype(bool)
+
+    for face in faces:
+        shape, landmarks = face.image.shape[:2], face.landmarks
+        cut = landmarks.copy()
+        cut[:, 0] -= np.median(landmarks[:, 0])  # half the face off the left edge
+        for points in (landmarks, cut):
+            expected = whole_frame(shape, points)
+            assert expected.any()
+            assert np.array_equal(protected(shape, points), expected)
+
+
+def test_eyelid_masks_match_the_point_by_point_outline(faces):
+    """eyelids() finds the brow edge above every upper-lid point at once; the mask must be the one the
+    point-by-point loop drew."""
+    from core.filters.masks import eyelids
+
+    contours = topology()["contours"]
+
+    def loop(shape, landmarks, extent):
+        mask = np.zeros(shape, bool)
+        for eye, brow in (("left_eye", "left_brow"), ("right_eye", "right_brow")):
+            eye_pts = landmarks[contours[eye], :2]
+            upper = eye_pts[eye_pts[:, 1] <= eye_pts[:, 1].mean()]
+            upper = upper[np.argsort(upper[:, 0])]
+            brow_pts = landmarks[contours[brow], :2]
+            tops = []
+            for x, y in upper:
+                top_y = brow_pts[np.argsort(np.abs(brow_pts[:, 0] - x))[:3]][:, 1].max()
+                tops.append((x, y + (top_y - y) * extent))
+            mask |= polygon(shape, np.vstack([upper, np.array(tops)[::-1]]))
+        return mask & ~polygon(shape, landmarks[contours["left_eye"]]) & ~polygon(shape, landmarks[contours["right_eye"]])
+
+    for face in faces:
+        for extent in (0.3, 0.6, 0.9):
+            expected = loop(face.image.shape[:2], face.landmarks, extent)
+            assert expected.any()
+            assert np.array_equal(eyelids(face.image.shape[:2], face.landmarks, extent), expected)

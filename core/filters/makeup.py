@@ -222,15 +222,19 @@ def apply_makeup(image: np.ndarray, landmarks: np.ndarray, preset: Preset, skin:
     total = sum(masks.weights[r] for r in chosen)
     if not (total > 0).any():
         return image.copy()
-    lab = rgb_to_lab(image[box]).astype(np.float32)
+    # Only the part of the box that some chosen region reaches goes through Lab and back.
+    spans = [masks.region_boxes[r] for r in chosen if masks.region_boxes[r][0].stop > masks.region_boxes[r][0].start]
+    top, bottom = min(s[0].start for s in spans), max(s[0].stop for s in spans)
+    left, right = min(s[1].start for s in spans), max(s[1].stop for s in spans)
+    lab = rgb_to_lab(image[box][top:bottom, left:right])
     for region in chosen:
         look = preset.regions[region]
-        sub = masks.region_boxes[region]
-        weight = masks.weights[region][sub] * (look.intensity * intensity)
+        rows, cols = masks.region_boxes[region]
+        weight = masks.weights[region][rows, cols] * (look.intensity * intensity)
         if weight.size == 0 or weight.max() <= 0:
             continue
         inside = weight > 0.5 * weight.max()
-        area = lab[sub]
+        area = lab[rows.start - top:rows.stop - top, cols.start - left:cols.stop - left]
         mean = area[inside].mean(axis=0)
         target = look.lab.astype(np.float32)
         # keep the face's lightness structure: lips follow the target L partly, blush and shadow less
@@ -242,7 +246,11 @@ def apply_makeup(image: np.ndarray, landmarks: np.ndarray, preset: Preset, skin:
     rgb += 0.5
     rgb = np.clip(rgb, 0, 255, out=rgb).astype(np.uint8)
     out = image.copy()
-    np.copyto(out[box], rgb, where=(total > 0)[..., None])
+    # Pixels no region reaches keep their exact values (Lab and back can move one by a level). A
+    # masked OpenCV copy into a contiguous block: numpy's copyto(where=) took 0.75 ms of a 10 ms frame.
+    block = np.ascontiguousarray(out[box][top:bottom, left:right])
+    cv2.copyTo(rgb, (total[top:bottom, left:right] > 0).view(np.uint8), block)
+    out[box][top:bottom, left:right] = block
     return out
 
 

@@ -88,7 +88,11 @@ def smooth_skin(image: np.ndarray, skin: np.ndarray, landmarks: np.ndarray | Non
     else:
         smoothed = cv2.ximgproc.guidedFilter(patch, patch, radius, eps)
     weights = feather(area[box], max(0.5, 0.01 * unit)) * area[box] * (0.85 * strength)
-    result = patch.astype(np.float32) + (smoothed.astype(np.float32) - patch) * weights[..., None]
+    result = smoothed.astype(np.float32)  # patch + (smoothed - patch) * weights, in one buffer
+    result -= patch
+    result *= weights[..., None]
+    result += patch
+    result += 0.5
     out = image.copy()
-    out[box] = np.clip(result + 0.5, 0, 255).astype(np.uint8)
+    out[box] = np.clip(result, 0, 255, out=result).astype(np.uint8)
     return out
