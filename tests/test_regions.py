@@ -263,3 +263,22 @@ def test_the_skin_colour_fit_leaves_no_thread_spinning_after_it():
         time.sleep(0.15)
         extra.append(_other_threads_cpu_s() - before - idle)
     assert min(extra) < 0.05, f"other threads used {min(extra) * 1000:.0f} ms of CPU after the fit"
+
+
+def test_landmarks_read_from_wire_bytes_equal_the_attribute_by_attribute_read(mesh_tools, portrait):
+    """normalized_points() reads mediapipe's landmark list from its serialised bytes; every value must
+    be the one the attributes give, and a list laid out otherwise (visibility set) still reads right."""
+    from core.mesh import normalized_points
+    from core.native import import_mediapipe
+
+    mp = import_mediapipe()
+    detector, mesher = mesh_tools
+    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True) as mesh:
+        result = mesh.process(portrait)
+    landmarks = result.multi_face_landmarks[0]
+    expected = np.array([(p.x, p.y, p.z) for p in landmarks.landmark], np.float32)
+    assert expected.shape == (478, 3)
+    assert np.array_equal(normalized_points(landmarks), expected)
+    landmarks.landmark[7].visibility = 0.5  # one record longer: the byte layout no longer fits
+    assert np.array_equal(normalized_points(landmarks), expected)
+    assert normalized_points(type(landmarks)()).shape == (0, 3)

@@ -17,7 +17,7 @@ import numpy as np
 from core.filters.makeup import REGIONS, Preset, apply_makeup, makeup_masks
 from core.filters.masks import eye_unit, polygon
 from core.filters.retouch import smooth_skin
-from core.mesh import topology
+from core.mesh import normalized_points, topology
 
 
 class OneEuroFilter:
@@ -90,8 +90,7 @@ class LiveFilter:
         if not result.multi_face_landmarks:
             self._smoother.reset()
             return None
-        points = np.array([(p.x * width, p.y * height, p.z * width) for p in result.multi_face_landmarks[0].landmark],
-                          np.float32)
+        points = normalized_points(result.multi_face_landmarks[0]) * np.array([width, height, width], np.float32)
         return self._smoother(points, time.perf_counter() if timestamp is None else timestamp)
 
     def process(self, frame: np.ndarray, timestamp: float | None = None) -> np.ndarray:
