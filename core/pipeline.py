@@ -8,13 +8,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-import cv2
 import numpy as np
 
 from core.detection import DetectorOptions, Face, FaceDetector
 from core.errors import FaceIndexError, NoFaceError, WeightsError
 from core.guidance import disclaimer, guidance
-from core.imageio import DEFAULT_LIMITS, DecodeLimits, ImageSource, load_image
+from core.imageio import DEFAULT_LIMITS, DecodeLimits, ImageSource, load_photo
 from core.mesh import FaceMesher
 from core.quality import check_quality
 from core.regions import FaceRegions, RegionOptions, face_regions, whole_frame_regions
@@ -119,11 +118,7 @@ class Analyzer:
 
         # 1. Decode, upright, RGB, limits; downscale big photos.
         with _timed(timings, "decode"):
-            image = load_image(source, opts.decode)
-            scale = min(1.0, opts.max_side / max(image.shape[:2]))
-            if scale < 1.0:
-                size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
-                image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+            image, scale = load_photo(source, opts.max_side, opts.decode)
         # 2. Faces, largest first.
         with _timed(timings, "detect"):
             faces = self.detector.detect(image)

@@ -110,3 +110,59 @@ def test_hostile_corpus_raises_typed_one_line_errors(tmp_path, portrait_path):
         message = str(info.value)
         assert "\n" not in message and len(message) < 240, name
         assert path.name in message, name
+
+
+def _photo(width: int, height: int) -> Image.Image:
+    """A smooth test photo with some detail (gradients and a few edges), large like a phone's."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    red = 128 + 100 * np.sin(x / 97.0) * np.cos(y / 131.0)
+    green = 255 * x / width
+    blue = np.where(((x // 400) + (y // 400)) % 2 == 0, 200, 60)
+    return Image.fromarray(np.stack([red, green, blue], axis=2).clip(0, 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_a_big_jpeg_decodes_at_a_reduced_scale_to_the_same_photo(orientation):
+    """load_photo: a 12 MP JPEG (stored sideways with EXIF 6, or not) comes out at the size and scale
+    of a full decode followed by an area resize, within a grey level, but decoded at half scale."""
+    import cv2
+
+    from core.imageio import _decode, load_photo
+
+    upright = _photo(3000, 4000)
+    stored = upright.transpose(Image.Transpose.ROTATE_90) if orientation == 6 else upright
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = encode(stored, "JPEG", exif=exif.tobytes(), quality=92)
+
+    full = load_image(data)
+    assert full.shape == (4000, 3000, 3)
+    expected = cv2.resize(full, (1200, 1600), interpolation=cv2.INTER_AREA)
+    photo, scale = load_photo(data, max_side=1600)
+    assert photo.shape == expected.shape and scale == pytest.approx(0.4)
+    difference = np.abs(photo.astype(int) - expected)
+    assert difference.mean() < 1.0 and np.percentile(difference, 99) <= 3
+    reduced, size = _decode(data, DecodeLimits(), draft_side=1600)
+    assert reduced.shape == (2000, 1500, 3) and size == (3000, 4000)  # libjpeg's 1/2 scale, upright
+
+
+def test_small_photos_pngs_and_arrays_are_not_reduced():
+    from core.imageio import load_photo
+
+    small = encode(_photo(1000, 800), "JPEG", quality=92)
+    photo, scale = load_photo(small, max_side=1600)
+    assert scale == 1.0 and np.array_equal(photo, load_image(small))
+    big_png = encode(_photo(2000, 3400), "PNG")
+    photo, scale = load_photo(big_png, max_side=1600)
+    assert photo.shape == (1600, 941, 3) and scale == pytest.approx(1600 / 3400)
+    array = np.asarray(_photo(1700, 300))
+    photo, scale = load_photo(array, max_side=1600)
+    assert photo.shape == (282, 1600, 3)
+
+
+def test_a_truncated_big_jpeg_is_still_a_typed_error():
+    from core.imageio import load_photo
+
+    data = encode(_photo(3200, 3200), "JPEG", quality=90)
+    with pytest.raises(ImageDecodeError):
+        load_photo(data[: len(data) // 3], max_side=1600)
