@@ -143,3 +143,8 @@ def test_score_chart_has_a_bar_per_zone_for_each_condition(portrait_path):
     assert list(acne.y) == [values["conditions"]["acne"]["severity"] for values in report["zones"].values()]
     assert acne.marker.color == h.COLOR_MAP["Acne"]
     assert h.score_chart({"zones": {"forehead": {"conditions": None}}}) is None
+    # built without plotly's validation: the validated figure of the same dicts is the same figure
+    import plotly.graph_objects as go
+
+    plain = figure.to_plotly_json()
+    assert go.Figure(data=plain["data"], layout=plain["layout"]).to_plotly_json() == plain
