@@ -66,7 +66,7 @@ def load_photo(source: ImageSource, max_side: int, limits: DecodeLimits = DEFAUL
     """`load_image`, then the long side brought down to `max_side` (INTER_AREA) when it is longer.
 
     Returns the photo and its scale against the upright original (1.0 when it was small enough).
-    A JPEG at least twice `max_side` long is decoded at a reduced scale first (libjpeg's DCT
+    A JPEG (or a phone's MPO) at least twice `max_side` long is decoded at a reduced scale first (libjpeg's DCT
     scaling by 1/2, 1/4 or 1/8, never below `max_side`): a 12 MP phone photo decodes in a quarter
     of the time, and the area resize that follows sees an image already near its size.
     """
@@ -120,7 +120,7 @@ def _decode(source: ImageSource, limits: DecodeLimits, draft_side: int | None = 
     _check_pil(image, limits, name)
     width, height = image.size
     upright = (height, width) if _orientation(image) in (5, 6, 7, 8) else (width, height)  # EXIF 5-8 turn it
-    if draft_side and image.format == "JPEG" and max(width, height) >= 2 * draft_side:
+    if draft_side and image.format in ("JPEG", "MPO") and max(width, height) >= 2 * draft_side:
         shrink = draft_side / max(width, height)
         try:  # the reduced size keeps both sides at or above what the final resize and min_side need
             image.draft(None, (max(math.ceil(width * shrink), limits.min_side),

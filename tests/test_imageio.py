@@ -121,10 +121,11 @@ def _photo(width: int, height: int) -> Image.Image:
     return Image.fromarray(np.stack([red, green, blue], axis=2).clip(0, 255).astype(np.uint8))
 
 
-@pytest.mark.parametrize("orientation", [1, 6])
-def test_a_big_jpeg_decodes_at_a_reduced_scale_to_the_same_photo(orientation):
-    """load_photo: a 12 MP JPEG (stored sideways with EXIF 6, or not) comes out at the size and scale
-    of a full decode followed by an area resize, within a grey level, but decoded at half scale."""
+@pytest.mark.parametrize(("orientation", "fmt"), [(1, "JPEG"), (6, "JPEG"), (1, "MPO")])
+def test_a_big_jpeg_decodes_at_a_reduced_scale_to_the_same_photo(orientation, fmt):
+    """load_photo: a 12 MP JPEG (stored sideways with EXIF 6, or not; or a phone's two-picture MPO)
+    comes out at the size and scale of a full decode followed by an area resize, within a grey
+    level, but decoded at half scale."""
     import cv2
 
     from core.imageio import _decode, load_photo
@@ -133,7 +134,13 @@ def test_a_big_jpeg_decodes_at_a_reduced_scale_to_the_same_photo(orientation):
     stored = upright.transpose(Image.Transpose.ROTATE_90) if orientation == 6 else upright
     exif = Image.Exif()
     exif[0x0112] = orientation
-    data = encode(stored, "JPEG", exif=exif.tobytes(), quality=92)
+    if fmt == "MPO":
+        buffer = io.BytesIO()
+        stored.save(buffer, "MPO", save_all=True, append_images=[_photo(400, 300)], quality=92)
+        data = buffer.getvalue()
+        assert Image.open(io.BytesIO(data)).format == "MPO"
+    else:
+        data = encode(stored, "JPEG", exif=exif.tobytes(), quality=92)
 
     full = load_image(data)
     assert full.shape == (4000, 3000, 3)
