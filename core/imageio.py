@@ -59,7 +59,7 @@ def load_image(source: ImageSource, limits: DecodeLimits = DEFAULT_LIMITS) -> np
     with warnings.catch_warnings():
         # Pillow warns about corrupt EXIF and the like; the outcome (an image or a typed error) is what counts
         warnings.simplefilter("ignore")
-        return _load_image(source, limits)
+        return _decode(source, limits)[0]
 
 
 def load_photo(source: ImageSource, max_side: int, limits: DecodeLimits = DEFAULT_LIMITS) -> tuple[np.ndarray, float]:
@@ -81,10 +81,6 @@ def load_photo(source: ImageSource, max_side: int, limits: DecodeLimits = DEFAUL
         if image.shape[1::-1] != size:
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     return image, scale
-
-
-def _load_image(source: ImageSource, limits: DecodeLimits) -> np.ndarray:
-    return _decode(source, limits)[0]
 
 
 def _decode(source: ImageSource, limits: DecodeLimits, draft_side: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:

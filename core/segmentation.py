@@ -27,6 +27,7 @@ from core.errors import WeightsError
 from core.labels import CONDITIONS, LABELS, NUM_CLASSES, label_by_name
 from core.lesions import lesion_density, lesion_peaks
 from core.maskops import mask_bounds
+from core.netops import argmax_channels, blob, second_best, sigmoid, softmax
 
 ACNE_INDEX = label_by_name("acne").index
 RUNTIMES = ("auto", "torch-fp32", "torch-bf16", "torch-fp16", "onnx", "onnx-int8")
@@ -299,18 +300,18 @@ class Segmenter:
             with self._lock:
                 logits = self._forward(x)[0, :, :new_h, :new_w]
         # 4. Softmax over the classes, back to crop size, paste.
-        heat = _sigmoid(logits[NUM_CLASSES]) if self.spec.lesion_head else None
-        probs = _softmax(logits[:NUM_CLASSES])
+        heat = sigmoid(logits[NUM_CLASSES]) if self.spec.lesion_head else None
+        probs = softmax(logits[:NUM_CLASSES])
         crop_size = (x1 - x0, y1 - y0)
         crop_probs = np.empty((NUM_CLASSES, crop_size[1], crop_size[0]), np.float32)
         for channel, p in enumerate(probs):
             cv2.resize(p, crop_size, dst=crop_probs[channel], interpolation=cv2.INTER_LINEAR)
         # 5. Labels: argmax, decision thresholds, lesion blobs; restricted to skin.
-        crop_labels = _argmax_channels(crop_probs)
+        crop_labels = argmax_channels(crop_probs)
         for index, threshold in self.thresholds:  # a thresholded class is labelled where p >= threshold
             below = (crop_labels == index) & (crop_probs[index] < threshold)
             if below.any():  # there, the likeliest other class
-                crop_labels[below] = _second_best(crop_probs[:, below], index)
+                crop_labels[below] = second_best(crop_probs[:, below], index)
             crop_labels[crop_probs[index] >= threshold] = index
         lesions = lesion_heat = faint = density = None
         input_scale = new_w / crop_size[0]
@@ -325,7 +326,7 @@ class Segmenter:
             acne = ACNE_INDEX
             moved = (crop_labels == acne) & ~blobs  # the acne class comes from the lesion head
             if moved.any():
-                crop_labels[moved] = _second_best(crop_probs[:, moved], acne)
+                crop_labels[moved] = second_best(crop_probs[:, moved], acne)
             crop_labels[blobs] = acne
             if self.spec.lesion_count_mass:
                 density = np.zeros((height, width), np.float32)
@@ -351,7 +352,7 @@ class Segmenter:
         resized = cv2.resize(crop, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         pad_h, pad_w = (-new_h) % 32, (-new_w) % 32
         padded = cv2.copyMakeBorder(resized, 0, pad_h, 0, pad_w, cv2.BORDER_REFLECT_101)
-        return _blob(padded, self.spec.mean, self.spec.std), (x0, y0, x1, y1), (new_h, new_w)
+        return blob(padded, self.spec.mean, self.spec.std), (x0, y0, x1, y1), (new_h, new_w)
 
     def _lesions(self, crop_heat: np.ndarray, crop_skin: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Peaks of the heatmap at crop resolution (the same map `lesion_heat` holds, so a threshold
@@ -412,67 +413,3 @@ def _remove_stale_work(folder: Path, max_age_s: float = 3600.0) -> None:
                 shutil.rmtree(work, ignore_errors=True)
         except OSError:
             continue
-
-
-def _blob(image: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
-    """(1, 3, H, W) float32 network input of an RGB uint8 image: (x / 255 - mean) / std per channel,
-    in one pass of OpenCV's blob maker (twice as fast as numpy's convert, scale, shift and transpose)."""
-    params = cv2.dnn.Image2BlobParams()
-    params.scalefactor = tuple(1.0 / (255.0 * float(s)) for s in std) + (0.0,)
-    params.mean = tuple(255.0 * float(m) for m in mean) + (0.0,)
-    params.swapRB = False
-    params.ddepth = cv2.CV_32F
-    params.datalayout = cv2.dnn.DNN_LAYOUT_NCHW
-    params.paddingmode = cv2.dnn.DNN_PMODE_NULL
-    return cv2.dnn.blobFromImageWithParams(image, params)
-
-
-def _argmax_channels(probs: np.ndarray) -> np.ndarray:
-    """uint8 argmax over axis 0 of (C, H, W), one channel at a time (the first wins a tie, as in
-    numpy's argmax, which is several times slower along the outer axis)."""
-    best = probs[0].copy()
-    labels = np.zeros(best.shape, np.uint8)
-    for index in range(1, len(probs)):
-        np.copyto(labels, np.uint8(index), where=probs[index] > best)
-        np.maximum(best, probs[index], out=best)
-    return labels
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    """Softmax over axis 0 of a (C, H, W) float32 view, one channel at a time: a reduction over
-    the class axis of a strided view is ten times slower than C elementwise passes."""
-    top = logits[0].copy()
-    for channel in logits[1:]:
-        np.maximum(top, channel, out=top)
-    probs = np.subtract(logits, top, dtype=np.float32, order="C")
-    _exp_inplace(probs)
-    total = probs[0].copy()
-    for channel in probs[1:]:
-        total += channel
-    np.reciprocal(total, out=total)
-    probs *= total
-    return probs
-
-
-def _exp_inplace(x: np.ndarray) -> np.ndarray:
-    """exp of a float32 array in place, by OpenCV when it is C-contiguous (vectorised: 5x numpy's exp here)."""
-    if not x.flags.c_contiguous:
-        return np.exp(x, out=x)
-    flat = x.reshape(-1, x.shape[-1]) if x.ndim > 1 else x.reshape(1, -1)
-    cv2.exp(flat, dst=flat)
-    return x
-
-
-def _second_best(probs: np.ndarray, index: int) -> np.ndarray:
-    """Per column of probs (C, N): the likeliest class other than `index`."""
-    others = probs.copy()
-    others[index] = -1.0
-    return others.argmax(axis=0).astype(np.uint8)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    """float32 logistic of `x`, computed in one buffer."""
-    out = np.negative(x, dtype=np.float32, order="C")
-    _exp_inplace(out)
-    out += 1.0
-    return np.reciprocal(out, out=out)

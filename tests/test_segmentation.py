@@ -144,7 +144,7 @@ def test_gpu_fp16_agrees_with_cpu_fp32(tiny_weights, portrait, skin_mask):
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "cropped"])
 def test_softmax_sigmoid_and_argmax_match_numpy_on_every_memory_layout(layout):
-    from core.segmentation import _argmax_channels, _sigmoid, _softmax
+    from core.netops import argmax_channels, sigmoid, softmax
 
     rng = np.random.default_rng(3)
     logits = (rng.standard_normal((6, 40, 56)) * 6).astype(np.float32)
@@ -154,8 +154,8 @@ def test_softmax_sigmoid_and_argmax_match_numpy_on_every_memory_layout(layout):
     elif layout == "cropped":  # the unpadded part of a network output
         logits = np.pad(logits, ((0, 0), (0, 3), (0, 9)))[:, :40, :56]
     exp = np.exp(logits[:5].astype(np.float64) - logits[:5].max(axis=0))
-    np.testing.assert_allclose(_softmax(logits[:5]), exp / exp.sum(axis=0), atol=1e-6)
-    np.testing.assert_allclose(_sigmoid(logits[5]), 1 / (1 + np.exp(-logits[5].astype(np.float64))), atol=1e-6)
-    probs = _softmax(logits[:5])
-    assert np.array_equal(_argmax_channels(probs), probs.argmax(axis=0))
-    assert np.array_equal(_argmax_channels(logits[:5]), logits[:5].argmax(axis=0))
+    np.testing.assert_allclose(softmax(logits[:5]), exp / exp.sum(axis=0), atol=1e-6)
+    np.testing.assert_allclose(sigmoid(logits[5]), 1 / (1 + np.exp(-logits[5].astype(np.float64))), atol=1e-6)
+    probs = softmax(logits[:5])
+    assert np.array_equal(argmax_channels(probs), probs.argmax(axis=0))
+    assert np.array_equal(argmax_channels(logits[:5]), logits[:5].argmax(axis=0))
