@@ -80,6 +80,10 @@ def test_analyze_shows_overlay_and_report(page, artifacts):
     for title in ("Acne", "Redness", "Texture", "Dryness"):  # the conditions it can show, each with a switch
         assert panel.get_by_label(title, exact=True).count() >= 1
     panel.locator(".block", has_text="Report card").locator("img").first.wait_for()
+    # the severity chart draws its bars, one trace per condition (plotly renders after the values arrive)
+    bars = panel.locator("[data-testid=plotly] g.trace.bars")
+    bars.first.wait_for(state="attached")
+    assert bars.count() == 4
     assert panel.get_by_text("not a medical device").count() >= 1
     page.screenshot(path=str(artifacts / "demo-analyze.png"), full_page=True)
 
