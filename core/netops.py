@@ -57,13 +57,6 @@ def exp_inplace(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def second_best(probs: np.ndarray, index: int) -> np.ndarray:
-    """Per column of probs (C, N): the likeliest class other than `index`."""
-    others = probs.copy()
-    others[index] = -1.0
-    return others.argmax(axis=0).astype(np.uint8)
-
-
 def sigmoid(x: np.ndarray) -> np.ndarray:
     """float32 logistic of `x`, computed in one buffer."""
     out = np.negative(x, dtype=np.float32, order="C")

@@ -27,7 +27,7 @@ from core.errors import WeightsError
 from core.labels import CONDITIONS, LABELS, NUM_CLASSES, label_by_name
 from core.lesions import lesion_density, lesion_peaks
 from core.maskops import mask_bounds
-from core.netops import argmax_channels, blob, second_best, sigmoid, softmax
+from core.netops import argmax_channels, blob, sigmoid, softmax
 
 ACNE_INDEX = label_by_name("acne").index
 RUNTIMES = ("auto", "torch-fp32", "torch-bf16", "torch-fp16", "onnx", "onnx-int8")
@@ -109,6 +109,35 @@ class Segmentation:
         return self.lesions if self.faint_lesions is None else np.concatenate([self.lesions, self.faint_lesions])
 
 
+def apply_thresholds(probs: np.ndarray, labels: np.ndarray, thresholds: list[tuple[int, float]]) -> np.ndarray:
+    """The label map under decision thresholds, from `probs` (C, h, w) and their argmax `labels`
+    (uint8 h x w, changed in place and returned). A thresholded class (index, t) is labelled exactly
+    where its probability reaches t, whether or not another class is likelier (where two reach
+    theirs, the likelier); a pixel whose likeliest class is a thresholded one below its threshold
+    takes the likeliest class that is not below its own (background has none, so there always is one)."""
+    if not thresholds:
+        return labels
+    reached = [(index, probs[index] >= threshold) for index, threshold in thresholds]
+    failing = np.zeros(labels.shape, bool)
+    for index, above in reached:
+        failing |= (labels == index) & ~above
+    if failing.any():
+        candidates = probs[:, failing]  # (C, n), a copy
+        for index, above in reached:
+            candidates[index][~above[failing]] = -1.0
+        labels[failing] = candidates.argmax(axis=0)
+    if len(reached) == 1:
+        index, above = reached[0]
+        labels[above] = index
+        return labels
+    best = np.full(labels.shape, -1.0, np.float32)  # where two classes reach theirs, the likelier
+    for index, above in reached:
+        wins = above & (probs[index] > best)
+        labels[wins] = index
+        best[wins] = probs[index][wins]
+    return labels
+
+
 def build_model(arch: str, encoder: str, classes: int = NUM_CLASSES, **kwargs):
     """A segmentation_models_pytorch model with random init and no download (encoder_weights=None)."""
     import segmentation_models_pytorch as smp
@@ -151,17 +180,36 @@ class Segmenter:
             self._onnx = None
             self._load_torch()
         self._lock = threading.Lock()
-        thresholds = self.options.thresholds if self.options.thresholds is not None else (self.spec.thresholds or {})
-        unknown = set(thresholds) - {label.name for label in CONDITIONS}
-        if unknown:
-            raise ValueError(f"thresholds for unknown classes {sorted(unknown)}")
-        self.thresholds = [(label.index, float(thresholds[label.name])) for label in CONDITIONS if label.name in thresholds]
+        self.thresholds = self.decision_thresholds(
+            self.options.thresholds if self.options.thresholds is not None else (self.spec.thresholds or {}))
         self.lesion_threshold = (self.options.lesion_threshold if self.options.lesion_threshold is not None
                                  else self.spec.lesion_threshold)
         count_threshold = (self.options.lesion_count_threshold if self.options.lesion_count_threshold is not None
                            else self.spec.lesion_count_threshold)
         self.lesion_count_threshold = min(self.lesion_threshold, count_threshold if count_threshold is not None
                                           else self.lesion_threshold)
+
+    def decision_thresholds(self, thresholds: dict[str, float]) -> list[tuple[int, float]]:
+        """Class name -> threshold as `apply_thresholds` takes them, for this model: with a lesion
+        head, acne is never labelled from its channel's argmax (the heatmap's blobs are the acne)."""
+        unknown = set(thresholds) - {label.name for label in CONDITIONS}
+        if unknown:
+            raise ValueError(f"thresholds for unknown classes {sorted(unknown)}")
+        listed = [(label.index, float(thresholds[label.name])) for label in CONDITIONS if label.name in thresholds]
+        if self.spec.lesion_head:
+            listed = [(i, t) for i, t in listed if i != ACNE_INDEX] + [(ACNE_INDEX, float("inf"))]
+        return listed
+
+    def label_crop(self, crop_probs: np.ndarray, blobs: np.ndarray | None,
+                   thresholds: list[tuple[int, float]] | None = None) -> np.ndarray:
+        """uint8 labels of the crop from its probabilities (C, h, w): the argmax under the decision
+        thresholds (these, from `decision_thresholds`, or the model's), then acne on the lesion
+        head's `blobs` (bool h x w; None without a lesion head)."""
+        labels = apply_thresholds(crop_probs, argmax_channels(crop_probs),
+                                  self.thresholds if thresholds is None else thresholds)
+        if blobs is not None:
+            labels[blobs] = ACNE_INDEX
+        return labels
 
     def _load_torch(self) -> None:
         import torch
@@ -306,14 +354,8 @@ class Segmenter:
         crop_probs = np.empty((NUM_CLASSES, crop_size[1], crop_size[0]), np.float32)
         for channel, p in enumerate(probs):
             cv2.resize(p, crop_size, dst=crop_probs[channel], interpolation=cv2.INTER_LINEAR)
-        # 5. Labels: argmax, decision thresholds, lesion blobs; restricted to skin.
-        crop_labels = argmax_channels(crop_probs)
-        for index, threshold in self.thresholds:  # a thresholded class is labelled where p >= threshold
-            below = (crop_labels == index) & (crop_probs[index] < threshold)
-            if below.any():  # there, the likeliest other class
-                crop_labels[below] = second_best(crop_probs[:, below], index)
-            crop_labels[crop_probs[index] >= threshold] = index
-        lesions = lesion_heat = faint = density = None
+        # 5. Lesions, then labels (argmax, decision thresholds, lesion blobs), restricted to skin.
+        lesions = lesion_heat = faint = density = blobs = None
         input_scale = new_w / crop_size[0]
         if heat is not None:
             crop_heat = cv2.resize(heat, crop_size, interpolation=cv2.INTER_LINEAR)
@@ -323,16 +365,11 @@ class Segmenter:
             lesions, faint, blobs = self._lesions(crop_heat, skin[y0:y1, x0:x1])
             lesions[:, :2] += (x0, y0)
             faint[:, :2] += (x0, y0)
-            acne = ACNE_INDEX
-            moved = (crop_labels == acne) & ~blobs  # the acne class comes from the lesion head
-            if moved.any():
-                crop_labels[moved] = second_best(crop_probs[:, moved], acne)
-            crop_labels[blobs] = acne
             if self.spec.lesion_count_mass:
                 density = np.zeros((height, width), np.float32)
                 density[y0:y1, x0:x1] = lesion_density(crop_heat, skin[y0:y1, x0:x1], self.spec.lesion_count_floor or 0.0,
                                                        self.spec.lesion_count_mass, input_scale)
-        label_map[y0:y1, x0:x1] = crop_labels
+        label_map[y0:y1, x0:x1] = self.label_crop(crop_probs, blobs)
         label_map[~skin] = 0
         return Segmentation(crop_probs, (x0, y0, x1, y1), label_map, self.spec.name, self.runtime, lesions,
                             lesion_heat, faint, density, input_scale)

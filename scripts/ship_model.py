@@ -27,6 +27,8 @@ def main() -> None:
     parser.add_argument("--name", default="glowai-seg-v2")
     parser.add_argument("--acne-threshold", type=float, help="calibrated acne decision threshold "
                         "(scripts/calibrate_acne.py); without it the label map is the plain argmax")
+    parser.add_argument("--condition-thresholds", type=Path, help="scripts/calibrate_conditions.py's JSON: "
+                        "redness/texture/dryness decision thresholds (copied into RUN for the card)")
     parser.add_argument("--lesion-threshold", type=float, help="calibrated lesion-head peak threshold "
                         "(scripts/calibrate_acne.py on a lesion-head model)")
     parser.add_argument("--lesion-count-threshold", type=float, help="calibrated peak value from which faint "
@@ -46,7 +48,13 @@ def main() -> None:
     tensors, _ = weights.load_state_dict(run / "best.safetensors")
     half = {k: (v.half() if v.is_floating_point() else v) for k, v in tensors.items()}  # halves the repo size
     target = weights.WEIGHTS_DIR / f"{args.name}.safetensors"
-    thresholds = {"acne": args.acne_threshold} if args.acne_threshold is not None else None
+    thresholds = {"acne": args.acne_threshold} if args.acne_threshold is not None else {}
+    if args.condition_thresholds:
+        calibration = json.loads(args.condition_thresholds.read_text())
+        thresholds.update(calibration["thresholds"])
+        if args.condition_thresholds.resolve() != (run / "calibration-conditions.json").resolve():
+            (run / "calibration-conditions.json").write_text(json.dumps(calibration, indent=1))
+    thresholds = thresholds or None
     data = "synthetic data and ACNE04 lesion marks" if spec.lesion_head else "CC0 portraits with procedural blemishes"
     description = (f"Embedded default: U-Net trained by this project on {data} "
                    f"(see weights/{args.name}.md).")

@@ -9,7 +9,8 @@ import pytest
 
 from core.errors import WeightsError
 from core.labels import NUM_CLASSES
-from core.segmentation import Segmenter, SegmenterOptions, cpu_has_bf16
+from core.netops import argmax_channels
+from core.segmentation import Segmenter, SegmenterOptions, apply_thresholds, cpu_has_bf16
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +51,42 @@ def test_decision_threshold_labels_a_class_exactly_where_its_probability_reaches
         assert not (result.label_map[dropped] == 1).any()
     with pytest.raises(ValueError, match="unknown classes"):
         Segmenter(SegmenterOptions(**options, thresholds={"freckles": 0.2}))
+
+
+def test_thresholds_send_a_pixel_to_the_likeliest_class_that_reaches_its_own():
+    probs = np.array([[0.20, 0.02, 0.30, 0.10, 0.70],   # background (no threshold)
+                      [0.00, 0.00, 0.00, 0.30, 0.10],   # acne
+                      [0.30, 0.03, 0.25, 0.35, 0.10],   # redness
+                      [0.50, 0.95, 0.05, 0.05, 0.05],   # texture
+                      [0.00, 0.00, 0.40, 0.20, 0.05]], np.float32)[:, None, :]  # dryness; columns a-e
+    plain = argmax_channels(probs)
+    assert plain.ravel().tolist() == [3, 3, 4, 2, 0]
+    assert apply_thresholds(probs, plain.copy(), []).ravel().tolist() == [3, 3, 4, 2, 0]
+    # (a) texture below its 0.9, redness below its 0.35, acne below its 0.2: background; (b) texture
+    # clears 0.9; (d) redness and acne both reach theirs: the likelier, redness
+    demoted = [(1, 0.2), (2, 0.35), (3, 0.9)]
+    assert apply_thresholds(probs, plain.copy(), demoted).ravel().tolist() == [0, 3, 4, 2, 0]
+    # (a) redness reaches 0.3 although texture is likelier: redness
+    assert apply_thresholds(probs, plain.copy(), [(1, 0.2), (2, 0.3)]).ravel().tolist() == [2, 3, 4, 2, 0]
+    # (c) dryness below 0.5 falls back to background, not to acne (below its own); (d) acne promoted
+    assert apply_thresholds(probs, plain.copy(), [(1, 0.2), (4, 0.5)]).ravel().tolist() == [3, 3, 0, 1, 0]
+
+
+def test_condition_thresholds_on_a_real_model_keep_every_class_above_its_own(tiny_weights, portrait, skin_mask):
+    options = {"weights": str(tiny_weights), "runtime": "torch-fp32"}
+    with Segmenter(SegmenterOptions(**options)) as plain:
+        base = plain.segment(portrait, skin_mask)
+    probs = base.probabilities
+    thresholds = {name: float(np.quantile(probs[index][skin_mask], 0.95))
+                  for index, name in ((2, "redness"), (3, "texture"), (4, "dryness"))}
+    thresholds = {k: max(v, 0.5) for k, v in thresholds.items()}  # above a half: a demotion only
+    with Segmenter(SegmenterOptions(**options, thresholds=thresholds)) as calibrated:
+        result = calibrated.segment(portrait, skin_mask)
+    for index, name in ((2, "redness"), (3, "texture"), (4, "dryness")):
+        labelled = result.label_map == index
+        assert np.array_equal(labelled, skin_mask & (base.label_map == index) & (probs[index] >= thresholds[name]))
+    moved = skin_mask & (result.label_map != base.label_map)
+    assert (np.isin(base.label_map[moved], [2, 3, 4])).all()  # only thresholded classes ever give pixels away
 
 
 def test_same_input_same_output(tiny_weights, portrait, skin_mask):

@@ -113,7 +113,7 @@ def test_init_fine_tunes_from_given_weights(trained, dataset, tmp_path):
 
 def test_eval_segmentation_reports_every_key(trained, dataset):
     result = eval_segmentation(dataset, str(trained / "best.safetensors"), progress=False)
-    assert {"miou", "per_class", "per_tone", "confusion", "per_sample"} <= set(result)
+    assert {"miou", "per_class", "per_tone", "confusion", "per_sample", "thresholds"} <= set(result)
     assert 0.0 <= result["miou"] <= 1.0 and set(result["per_class"]) == {"acne", "redness", "texture", "dryness"}
     assert sum(map(sum, result["confusion"]["rows_truth_columns_prediction"])) == result["count"] * 128 * 128
 
@@ -148,3 +148,47 @@ def test_eval_acne_on_a_tiny_acne04_like_folder(tmp_path, trained):
     assert model["model"] != "baseline:redspot" and 0.0 <= (model["recall"] or 0.0) <= 1.0
     skin = np.ones(face.shape[:2], bool)
     assert red_spots(annotated, skin).sum() > red_spots(face, skin).sum()
+
+
+def test_condition_calibration_scores_what_the_segmenter_labels(trained, dataset, tmp_path):
+    """scripts/calibrate_conditions.py: thresholds chosen on half the held-out identities; its IoU
+    tables are those `eval_segmentation` measures with the same thresholds on the real Segmenter."""
+    import importlib.util
+    import json
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "calibrate_conditions.py"
+    spec = importlib.util.spec_from_file_location("calibrate_conditions", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    import shutil
+
+    weights = str(trained / "best.safetensors")
+    out = tmp_path / "calibration.json"
+    # the tiny set holds two identities, one held out: both stand in for the held-out split here
+    dataset = Path(shutil.copytree(dataset, tmp_path / "ds"))
+    manifest = pd.read_parquet(dataset / "manifest.parquet").assign(split="val")
+    manifest.to_parquet(dataset / "manifest.parquet")
+    assert script.main(["--data", str(dataset), "--weights", weights, "--json", str(out), "--quiet"]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["thresholds"]) <= {"redness", "texture", "dryness"}
+    table = result["table"]
+    assert table["calibration"]["samples"] + table["held_out"]["samples"] == table["all"]["samples"]
+    assert table["calibration"]["samples"] and table["held_out"]["samples"]
+    best = max((row for row in result["tried"]), key=lambda row: row["mean_iou"])
+    assert table["calibration"]["thresholds"]["mean_calibrated"] >= best["mean_iou"] - 3 * script.TIE
+    assert table["calibration"]["thresholds"]["mean_calibrated"] >= table["calibration"]["argmax"]["mean_calibrated"]
+    for thresholds, key in (({}, "argmax"), (result["thresholds"], "thresholds")):
+        measured = eval_segmentation(dataset, weights, progress=False, thresholds=thresholds)["per_class"]
+        for name in ("redness", "texture", "dryness"):
+            assert table["all"][key]["per_class"][name] == pytest.approx(measured[name], abs=1e-4, nan_ok=True)
+    from core.segmentation import Segmenter, SegmenterOptions
+    with Segmenter(SegmenterOptions(weights=weights, thresholds={})) as segmenter:
+        rows = pd.read_parquet(dataset / "manifest.parquet")
+        samples = script._sample_outputs(segmenter, dataset, rows.sort_values("id"), False)
+        # thresholds inside each class's own range of probabilities, so they move pixels
+        forced = {name: float(np.quantile(np.concatenate([s["probs"][index].ravel() for s in samples]), 0.97))
+                  for index, name in ((2, "redness"), (3, "texture"), (4, "dryness"))}
+        matrix = script._confusion(segmenter, samples, forced)
+        assert matrix.tolist() != script._confusion(segmenter, samples, {}).tolist()
+    measured = eval_segmentation(dataset, weights, progress=False, thresholds=forced)
+    assert matrix.tolist() == measured["confusion"]["rows_truth_columns_prediction"]

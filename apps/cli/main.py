@@ -132,8 +132,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.what == "segmentation":
         from core.model.evaluate import eval_segmentation
 
-        result = eval_segmentation(Path(args.data), args.weights, progress=not args.quiet, runtime=args.runtime)
-        line = (f"{result['model']}: mIoU {result['miou']:.4f} over {result['count']} {result['split']} samples; "
+        result = eval_segmentation(Path(args.data), args.weights, progress=not args.quiet, runtime=args.runtime,
+                                   thresholds={} if args.argmax else None)
+        line = (f"{result['model']}{' (argmax)' if args.argmax else ''}: mIoU {result['miou']:.4f} over {result['count']} {result['split']} samples; "
                 + ", ".join(f"{k} {v:.3f}" for k, v in result["per_class"].items())
                 + f"; per-tone spread {result['per_tone_spread']}")
     elif args.what == "acne":
@@ -225,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--weights", metavar="W", help="registry name, .safetensors path, or baseline:redspot (acne)")
     evaluate.add_argument("--json", metavar="OUT")
     evaluate.add_argument("--runtime", default="auto", choices=RUNTIMES, help="(segmentation, acne) the model's runtime")
+    evaluate.add_argument("--argmax", action="store_true",
+                          help="(segmentation) plain argmax labels, without the model's decision thresholds")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluate.set_defaults(func=cmd_eval)
 

@@ -131,6 +131,15 @@ def _metrics_markdown(run: Path) -> str:
             parts.append(f"- Heatmap-mass count (the same file): floor {by_mass['floor']}, {by_mass['mass']} per lesion, "
                          "chosen on the same half (least count MAE); on the other half: "
                          f"`{json.dumps(by_mass['held_out'])}`")
+    conditions = run / "calibration-conditions.json"
+    if conditions.is_file():
+        result = json.loads(conditions.read_text())
+        held = result["table"]["held_out"]
+        parts.append(f"- Condition decision thresholds (`calibration-conditions.json`, `scripts/calibrate_conditions.py`): "
+                     f"`{json.dumps(result['thresholds'])}` (a condition is labelled only where its probability "
+                     f"reaches its threshold), chosen on half of the synthetic validation identities; on the other "
+                     f"half, IoU argmax `{json.dumps(held['argmax']['per_class'])}` -> with the thresholds "
+                     f"`{json.dumps(held['thresholds']['per_class'])}`")
     return "\n".join(parts) or "- (no evaluation found in the run folder)"
 
 

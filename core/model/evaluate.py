@@ -18,17 +18,18 @@ from core.model.train import confusion, iou_from_confusion
 BASELINE = "baseline:redspot"
 
 
-def _segmenter(weights: str | None, runtime: str = "auto"):
+def _segmenter(weights: str | None, runtime: str = "auto", thresholds: dict[str, float] | None = None):
     from core.segmentation import Segmenter, SegmenterOptions
 
-    return Segmenter(SegmenterOptions(weights=weights, runtime=runtime))
+    return Segmenter(SegmenterOptions(weights=weights, runtime=runtime, thresholds=thresholds))
 
 
 def eval_segmentation(data: Path, weights: str | None = None, split: str = "val", progress: bool = True,
-                      runtime: str = "auto") -> dict:
+                      runtime: str = "auto", thresholds: dict[str, float] | None = None) -> dict:
     """mIoU over the four conditions on a synth dataset's `split` (held-out identities by default).
 
-    The model sees each whole sample image (a face crop) exactly as `Segmenter` runs in analyze.
+    The model sees each whole sample image (a face crop) exactly as `Segmenter` runs in analyze,
+    with its registry's decision thresholds unless `thresholds` are given ({} for the plain argmax).
     """
     data = Path(data)
     manifest_path = data / "manifest.parquet"
@@ -38,7 +39,7 @@ def eval_segmentation(data: Path, weights: str | None = None, split: str = "val"
     rows = rows[rows["split"] == split].sort_values("id")
     if rows.empty:
         raise GlowAIError(f"{data}: no {split} samples")
-    segmenter = _segmenter(weights, runtime)
+    segmenter = _segmenter(weights, runtime, thresholds)
     total = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
     per_tone: dict[str, np.ndarray] = {}
     per_sample = {}
@@ -56,6 +57,7 @@ def eval_segmentation(data: Path, weights: str | None = None, split: str = "val"
     return {
         "model": segmenter.spec.name,
         "split": split,
+        "thresholds": {LABELS[index].name: value for index, value in segmenter.thresholds if np.isfinite(value)},
         "count": len(rows),
         "miou": round(float(np.nanmean(list(per_class.values()))), 4),
         "per_class": {k: round(v, 4) for k, v in per_class.items()},
