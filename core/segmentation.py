@@ -111,30 +111,35 @@ class Segmentation:
 
 def apply_thresholds(probs: np.ndarray, labels: np.ndarray, thresholds: list[tuple[int, float]]) -> np.ndarray:
     """The label map under decision thresholds, from `probs` (C, h, w) and their argmax `labels`
-    (uint8 h x w, changed in place and returned). A thresholded class (index, t) is labelled exactly
-    where its probability reaches t, whether or not another class is likelier (where two reach
-    theirs, the likelier); a pixel whose likeliest class is a thresholded one below its threshold
-    takes the likeliest class that is not below its own (background has none, so there always is one)."""
+    (uint8 h x w, C-contiguous, changed in place and returned). A thresholded class (index, t) is
+    labelled exactly where its probability reaches t, whether or not another class is likelier
+    (where two reach theirs, the likelier); a pixel whose likeliest class is a thresholded one below
+    its threshold takes the likeliest class that is not below its own (background has none)."""
     if not thresholds:
         return labels
-    reached = [(index, probs[index] >= threshold) for index, threshold in thresholds]
-    failing = np.zeros(labels.shape, bool)
-    for index, above in reached:
-        failing |= (labels == index) & ~above
-    if failing.any():
-        candidates = probs[:, failing]  # (C, n), a copy
-        for index, above in reached:
-            candidates[index][~above[failing]] = -1.0
-        labels[failing] = candidates.argmax(axis=0)
-    if len(reached) == 1:
-        index, above = reached[0]
-        labels[above] = index
-        return labels
-    best = np.full(labels.shape, -1.0, np.float32)  # where two classes reach theirs, the likelier
-    for index, above in reached:
-        wins = above & (probs[index] > best)
-        labels[wins] = index
-        best[wins] = probs[index][wins]
+    flat, by_pixel = labels.reshape(-1), probs.reshape(len(probs), -1)
+    failing = []
+    for index, threshold in thresholds:  # only the pixels the class won are looked at: few
+        won = np.flatnonzero(flat == index)
+        if won.size:
+            failing.append(won[by_pixel[index, won] < threshold])
+    failing = np.concatenate(failing) if failing else np.zeros(0, np.intp)
+    if failing.size:
+        candidates = by_pixel[:, failing]  # (C, n), a copy
+        for index, threshold in thresholds:
+            candidates[index][candidates[index] < threshold] = -1.0
+        flat[failing] = candidates.argmax(axis=0)
+    # a class at or above a threshold over one half is the argmax already: only lower ones promote
+    promoting = [(index, threshold) for index, threshold in thresholds if threshold <= 0.5]
+    if len(promoting) == 1:
+        index, threshold = promoting[0]
+        labels[probs[index] >= threshold] = index
+    elif promoting:
+        best = np.full(labels.shape, -1.0, np.float32)  # where two classes reach theirs, the likelier
+        for index, threshold in promoting:
+            wins = (probs[index] >= threshold) & (probs[index] > best)
+            labels[wins] = index
+            best[wins] = probs[index][wins]
     return labels
 
 
