@@ -117,6 +117,8 @@ def apply_thresholds(probs: np.ndarray, labels: np.ndarray, thresholds: list[tup
     its threshold takes the likeliest class that is not below its own (background has none)."""
     if not thresholds:
         return labels
+    if not labels.flags.c_contiguous:
+        raise ValueError("apply_thresholds changes labels in place: pass a C-contiguous array")
     flat, by_pixel = labels.reshape(-1), probs.reshape(len(probs), -1)
     failing = []
     for index, threshold in thresholds:  # only the pixels the class won are looked at: few

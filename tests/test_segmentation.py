@@ -70,6 +70,8 @@ def test_thresholds_send_a_pixel_to_the_likeliest_class_that_reaches_its_own():
     assert apply_thresholds(probs, plain.copy(), [(1, 0.2), (2, 0.3)]).ravel().tolist() == [2, 3, 4, 2, 0]
     # (c) dryness below 0.5 falls back to background, not to acne (below its own); (d) acne promoted
     assert apply_thresholds(probs, plain.copy(), [(1, 0.2), (4, 0.5)]).ravel().tolist() == [3, 3, 0, 1, 0]
+    with pytest.raises(ValueError, match="C-contiguous"):  # a copy made by reshape would be changed instead
+        apply_thresholds(np.zeros((5, 3, 2), np.float32), np.zeros((2, 3), np.uint8).T, [(3, 0.9)])
 
 
 def test_condition_thresholds_on_a_real_model_keep_every_class_above_its_own(tiny_weights, portrait, skin_mask):
