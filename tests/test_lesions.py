@@ -286,3 +286,24 @@ def test_report_counts_lesions_from_the_heatmap_mass(lesion_run, isolated_cache)
     assert seg.lesion_count == analysis.report["conditions"]["acne"]["lesions"] == 3
     zones = [zone["conditions"]["acne"]["lesions"] for zone in analysis.report["zones"].values()]
     assert 2 <= sum(zones) <= 4  # each zone rounds its own share
+
+
+def test_the_miss_diagnosis_reads_heat_inside_circles_and_finds_near_false_peaks():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "acne_misses.py"
+    spec = importlib.util.spec_from_file_location("acne_misses", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    heat = np.zeros((40, 40), np.float32)
+    heat[10, 10] = 0.9  # inside the first circle
+    heat[10, 16] = 0.5  # just outside it (radius 3)
+    assert script.circle_max(heat, 10, 10, 3) == pytest.approx(0.9)
+    assert script.circle_max(heat, 16, 10, 1) == pytest.approx(0.5)
+    assert script.circle_max(heat, 30, 30, 3) == 0.0
+    assert script.circle_max(heat, -50, -50, 3) == 0.0  # off the picture
+    circles = np.array([[10, 10, 3], [30, 30, 2]], np.float64)
+    # one peak matches circle 1; a false one 4 px from circle 2 (2 radii); one far from everything
+    peaks = np.array([[20, 20, 0.9], [68, 60, 0.8], [4, 76, 0.7]], np.float32)  # analysed px = 2x photo px
+    distances = script.false_peak_distances(peaks, circles, scale=2.0)
+    assert distances == pytest.approx([2.0, np.hypot(28, 8) / 2])  # only the unmatched circle counts
