@@ -111,6 +111,27 @@ def test_init_fine_tunes_from_given_weights(trained, dataset, tmp_path):
                           **{**still, "decoder_channels": (32, 16, 8, 8, 8)}), progress=False)
 
 
+def test_freeze_bn_keeps_the_running_statistics_of_the_start(trained, dataset, tmp_path):
+    from weights import load_state_dict
+
+    start = load_state_dict(trained / "best.safetensors")[0]
+    stats = [k for k in start if k.endswith("running_mean") or k.endswith("running_var")]
+    conv = next(k for k in start if k.endswith("weight") and start[k].ndim == 4)
+    runs = {}
+    for frozen in (True, False):
+        out = tmp_path / f"frozen-{frozen}"
+        train(TrainConfig(data=str(dataset), out=str(out), epochs=1, init=str(trained / "best.safetensors"),
+                          freeze_bn=frozen, **TINY), progress=False)
+        runs[frozen] = load_state_dict(out / "last.safetensors")[0]
+    assert stats and all(torch_equal(runs[True][k], start[k]) for k in stats)
+    assert not all(torch_equal(runs[False][k], start[k]) for k in stats)
+    assert not torch_equal(runs[True][conv], start[conv])  # the weights still learn
+
+
+def torch_equal(a, b) -> bool:
+    return bool((a.float() - b.float()).abs().max() == 0)
+
+
 def test_eval_segmentation_reports_every_key(trained, dataset):
     result = eval_segmentation(dataset, str(trained / "best.safetensors"), progress=False)
     assert {"miou", "per_class", "per_tone", "confusion", "per_sample", "thresholds"} <= set(result)

@@ -130,7 +130,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                          val_limit=args.val_limit, pretrained=args.pretrained, class_weight=args.class_weight,
                          init=args.init, real=args.real, real_share=args.real_share, real_val=args.real_val,
                          lesion_head=args.lesion_head, lesion_weight=args.lesion_weight,
-                         synth_lesions=args.synth_lesions,
+                         synth_lesions=args.synth_lesions, freeze_bn=args.freeze_bn,
                          patches_per_image=args.patches_per_image, license=args.license, workers=args.workers)
     best = train(config, resume=args.resume, progress=not args.quiet)
     lesions = f", lesion F1 {best['lesion_f1']:.4f}" if "lesion_f1" in best else ""

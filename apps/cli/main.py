@@ -298,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lesion-weight", type=float, default=1.0, help="weight of the heatmap loss")
     train.add_argument("--no-synth-lesions", dest="synth_lesions", action="store_false",
                        help="only the --real photos' circles train the heatmap (procedural lesions still train the acne class)")
+    train.add_argument("--freeze-bn", action="store_true",
+                       help="keep BatchNorm's running statistics from --init (a short fine-tune on another data mix)")
     train.add_argument("--patches-per-image", type=int, default=1, help="patches per synthetic image per epoch")
     train.add_argument("--license", default="Apache-2.0", help="licence of the weights (follows the data)")
     train.add_argument("--workers", type=int, default=0, help="processes cutting training patches (0: the "

@@ -74,6 +74,7 @@ class TrainConfig:
     lesion_head: bool = False  # one more output channel: the lesion-centre heatmap
     lesion_weight: float = 1.0  # weight of the heatmap loss
     synth_lesions: bool = True  # procedural lesions train the heatmap too (False: only the real photos' circles)
+    freeze_bn: bool = False  # BatchNorm keeps the statistics it started with (short fine-tunes on another data mix)
     workers: int = 0  # DataLoader processes cutting patches (0: in this process); speed only, never the result
 
 
@@ -225,6 +226,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
     pool = synth_train + real_train
     for epoch in range(start_epoch, config.epochs):
         model.train()
+        if config.freeze_bn:  # running statistics stay those of --init; the affine weights still learn
+            for module in model.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.eval()
         order = np.concatenate([np.repeat(np.arange(len(synth_train)), config.patches_per_image),
                                 len(synth_train) + rng.integers(0, max(1, len(real_train)), real_patches)])
         order = rng.permutation(order.astype(np.int64))
