@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, type=Path, help="ACNE04-like folder (images/ + acne04v2_lesions.json)")
     parser.add_argument("--weights", default=None, help="registry name or .safetensors path (default: shipped model)")
+    parser.add_argument("--runtime", default="auto", help="segmenter runtime (compare models on the same one)")
     parser.add_argument("--max-fp", type=float, default=2.5, help="false positives per photo allowed on calibration")
     parser.add_argument("--min-area", type=int, default=4)
     parser.add_argument("--json", type=Path, help="write the whole table here")
@@ -60,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     masses: dict[str, dict[float, float]] = {}  # name -> floor -> heat mass above it on skin, network pixels
     on_skin = total = 0  # expert lesion centres that fall on the skin the model is shown
     lesion_head = False
-    for path, analysis in acne_analyses(args.data, args.weights, thresholds={}, keep_lesion_heat=True):
+    for path, analysis in acne_analyses(args.data, args.weights, thresholds={}, keep_lesion_heat=True,
+                                         runtime=args.runtime):
         seg = analysis.segmentation
         skin = analysis.regions.skin
         lesion_head = seg.lesion_heat is not None  # then the thresholds are the heatmap's peak values
