@@ -192,6 +192,12 @@ def test_condition_calibration_scores_what_the_segmenter_labels(trained, dataset
     assert script.main(["--data", str(dataset), "--weights", weights, "--json", str(out), "--quiet"]) == 0
     result = json.loads(out.read_text())
     assert set(result["thresholds"]) <= {"redness", "texture", "dryness"}
+    from core.model.card import write_card  # the card of a run that holds the calibration states it
+    run = Path(shutil.copytree(trained, tmp_path / "run"))
+    shipped = {**result, "thresholds": {"texture": 0.9, **result["thresholds"]}}
+    (run / "calibration-conditions.json").write_text(json.dumps(shipped))
+    write_card(run, tmp_path / "card.md")
+    assert f'`{json.dumps(shipped["thresholds"])}`' in (tmp_path / "card.md").read_text()
     table = result["table"]
     assert table["calibration"]["samples"] + table["held_out"]["samples"] == table["all"]["samples"]
     assert table["calibration"]["samples"] and table["held_out"]["samples"]
