@@ -4,7 +4,9 @@ Shipped path: analyze() as users run it (face crop, registry default model, auto
 Naive baseline, same process: an fp32 eager ResNet-34 U-Net at 512 on the whole frame (resized),
 plus the same decode. Reports p50 of both and the ratio, and the model step (segment) of the
 shipped model against a reference model (--reference, default glowai-unet-small, the v1 default)
-in the same run, alternating the two so machine noise hits both alike.
+in the same run, alternating the two so machine noise hits both alike; and, for a model with a
+lesion verifier, its model step without the verifier (what the verifier adds; try an ACNE04 photo
+with --photo, where it has many candidates to look at).
 Run: .venv/bin/python bench/bench_model.py [--photo PATH] [--runs 15] [--reference NAME]
 """
 
@@ -35,17 +37,24 @@ def main() -> None:
     image = load_image(args.photo)
     if image.shape[:2] != (1000, 1000):
         image = cv2.resize(image, (1000, 1000), interpolation=cv2.INTER_AREA)
-    shipped_ms, segment_ms, reference_ms = [], [], []
+    shipped_ms, segment_ms, reference_ms, unverified_ms = [], [], [], []
     with Analyzer(AnalyzeOptions(segmenter=SegmenterOptions(weights=args.weights), require_model=True)) as analyzer, \
-            Analyzer(AnalyzeOptions(segmenter=SegmenterOptions(weights=args.reference), require_model=True)) as ref:
+            Analyzer(AnalyzeOptions(segmenter=SegmenterOptions(weights=args.reference), require_model=True)) as ref, \
+            Analyzer(AnalyzeOptions(segmenter=SegmenterOptions(weights=args.weights, verify_lesions=False),
+                                    require_model=True)) as unverified:
         analysis = analyzer.analyze(image)
         reference = ref.analyze(image)
+        verified = analyzer.segmenter().verifier is not None
+        if verified:
+            unverified.analyze(image)
         for _ in range(args.runs):
             start = time.perf_counter()
             analysis = analyzer.analyze(image)
             shipped_ms.append((time.perf_counter() - start) * 1000)
             segment_ms.append(analysis.timings_ms["segment"])
             reference_ms.append(ref.analyze(image).timings_ms["segment"])
+            if verified:
+                unverified_ms.append(unverified.analyze(image).timings_ms["segment"])
     naive = build_model("Unet", "resnet34").eval()
     naive_ms = []
     for i in range(args.runs + 1):
@@ -67,6 +76,11 @@ def main() -> None:
     r50, _ = percentiles(reference_ms)
     print(f"model step: {analysis.backends['segment']} p50 {g50:.1f} ms; reference {reference.backends['segment']} "
           f"p50 {r50:.1f} ms; ratio shipped / reference {g50 / r50:.2f}x (<= 1: no slower)")
+    if unverified_ms:
+        u50, _ = percentiles(unverified_ms)
+        candidates = analysis.segmentation.lesion_candidates
+        print(f"lesion verifier: model step p50 {g50:.1f} ms with it, {u50:.1f} ms without ({len(candidates)} candidates "
+              f"looked at); ratio {g50 / u50:.2f}x")
 
 
 if __name__ == "__main__":

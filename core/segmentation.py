@@ -25,6 +25,7 @@ import numpy as np
 
 from core.errors import WeightsError
 from core.labels import CONDITIONS, LABELS, NUM_CLASSES, label_by_name
+from core.lesion_verifier import combined_score
 from core.lesions import lesion_density, lesion_peaks
 from core.maskops import mask_bounds
 from core.netops import argmax_channels, blob, sigmoid, softmax
@@ -46,6 +47,7 @@ class SegmenterOptions:
     lesion_threshold: float | None = None  # lesion-head peaks kept from this value; None = the spec's
     lesion_count_threshold: float | None = None  # faint peaks counted from this value; None = the spec's
     keep_lesion_heat: bool = False  # return the full-frame lesion heatmap too (calibration, pictures)
+    verify_lesions: bool = True  # run the spec's lesion verifier when it has one (False: heatmap peaks only)
     threads: int | None = None  # ONNX Runtime threads per call; None = one per core (1 when photos run side by side)
 
 
@@ -69,6 +71,9 @@ class Segmentation:
         lesion_density: for a model that counts by heatmap mass (`WeightSpec.lesion_count_mass`),
         float32 (H, W) estimated lesions per analysed pixel, 0 off skin: its sum over a region is that
         region's lesion count. input_scale: network input pixels per analysed pixel.
+        lesion_candidates: with a lesion verifier (`WeightSpec.lesion_verifier`), float32 (N, 4) every
+        peak it looked at, on skin: x, y, peak heat, verifier probability; `lesions` then hold their
+        combined score (core.lesion_verifier.combined_score) as the third column.
         All None otherwise.
     """
 
@@ -82,6 +87,7 @@ class Segmentation:
     faint_lesions: np.ndarray | None = None
     lesion_density: np.ndarray | None = None
     input_scale: float | None = None
+    lesion_candidates: np.ndarray | None = None
 
     @functools.cached_property
     def probabilities(self) -> np.ndarray:
@@ -107,6 +113,12 @@ class Segmentation:
         if self.lesions is None:
             return None
         return self.lesions if self.faint_lesions is None else np.concatenate([self.lesions, self.faint_lesions])
+
+
+def _pixels(points: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of (N, >=2) x, y points, rounded and kept inside the image."""
+    return (np.clip(np.round(points[:, 1]).astype(int), 0, height - 1),
+            np.clip(np.round(points[:, 0]).astype(int), 0, width - 1))
 
 
 def apply_thresholds(probs: np.ndarray, labels: np.ndarray, thresholds: list[tuple[int, float]]) -> np.ndarray:
@@ -195,6 +207,19 @@ class Segmenter:
                            else self.spec.lesion_count_threshold)
         self.lesion_count_threshold = min(self.lesion_threshold, count_threshold if count_threshold is not None
                                           else self.lesion_threshold)
+        self.use_verifier(self.spec.lesion_verifier if self.spec.lesion_head and self.options.verify_lesions else None)
+
+    def use_verifier(self, entry: dict | None) -> None:
+        """Load a lesion verifier as `WeightSpec.lesion_verifier` describes it ("file" relative to
+        weights/ or absolute, "sha256", "floor", "count_scale"); None runs without one."""
+        self.verifier, self.verifier_floor, self.verifier_count_scale = None, 1.0, 0.0
+        if entry:
+            from core.lesion_verifier import LesionVerifier
+            from weights import WEIGHTS_DIR
+
+            self.verifier = LesionVerifier(WEIGHTS_DIR / entry["file"], entry.get("sha256"), self.options.threads)
+            self.verifier_floor = float(entry["floor"])
+            self.verifier_count_scale = float(entry.get("count_scale", 0.0))
 
     def decision_thresholds(self, thresholds: dict[str, float]) -> list[tuple[int, float]]:
         """Class name -> threshold as `apply_thresholds` takes them, for this model: with a lesion
@@ -362,24 +387,28 @@ class Segmenter:
         for channel, p in enumerate(probs):
             cv2.resize(p, crop_size, dst=crop_probs[channel], interpolation=cv2.INTER_LINEAR)
         # 5. Lesions, then labels (argmax, decision thresholds, lesion blobs), restricted to skin.
-        lesions = lesion_heat = faint = density = blobs = None
+        lesions = lesion_heat = faint = density = blobs = candidates = None
         input_scale = new_w / crop_size[0]
         if heat is not None:
             crop_heat = cv2.resize(heat, crop_size, interpolation=cv2.INTER_LINEAR)
             if self.options.keep_lesion_heat:
                 lesion_heat = np.zeros((height, width), np.float32)
                 lesion_heat[y0:y1, x0:x1] = crop_heat
-            lesions, faint, blobs = self._lesions(crop_heat, skin[y0:y1, x0:x1])
-            lesions[:, :2] += (x0, y0)
-            faint[:, :2] += (x0, y0)
-            if self.spec.lesion_count_mass:
+            lesions, faint, blobs, candidates = self._lesions(crop_heat, skin[y0:y1, x0:x1], image, (x0, y0))
+            verifier_counts = candidates is not None and self.verifier_count_scale > 0
+            if self.spec.lesion_count_mass or verifier_counts:
                 density = np.zeros((height, width), np.float32)
-                density[y0:y1, x0:x1] = lesion_density(crop_heat, skin[y0:y1, x0:x1], self.spec.lesion_count_floor or 0.0,
-                                                       self.spec.lesion_count_mass, input_scale)
+                if self.spec.lesion_count_mass:
+                    density[y0:y1, x0:x1] = lesion_density(crop_heat, skin[y0:y1, x0:x1],
+                                                           self.spec.lesion_count_floor or 0.0,
+                                                           self.spec.lesion_count_mass, input_scale)
+                if verifier_counts:  # each candidate adds count_scale * its p**2
+                    rows, cols = _pixels(candidates, height, width)
+                    np.add.at(density, (rows, cols), np.float32(self.verifier_count_scale) * candidates[:, 3] ** 2)
         label_map[y0:y1, x0:x1] = self.label_crop(crop_probs, blobs)
         label_map[~skin] = 0
         return Segmentation(crop_probs, (x0, y0, x1, y1), label_map, self.spec.name, self.runtime, lesions,
-                            lesion_heat, faint, density, input_scale)
+                            lesion_heat, faint, density, input_scale, candidates)
 
     def _network_input(self, image: np.ndarray, skin: np.ndarray) -> tuple[np.ndarray, tuple, tuple[int, int]]:
         """The normalised (1, 3, H, W) float32 input for the bounding box of `skin` (padded by 4 %,
@@ -398,25 +427,46 @@ class Segmenter:
         padded = cv2.copyMakeBorder(resized, 0, pad_h, 0, pad_w, cv2.BORDER_REFLECT_101)
         return blob(padded, self.spec.mean, self.spec.std), (x0, y0, x1, y1), (new_h, new_w)
 
-    def _lesions(self, crop_heat: np.ndarray, crop_skin: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _lesions(self, crop_heat: np.ndarray, crop_skin: np.ndarray, image: np.ndarray,
+                 origin: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
         """Peaks of the heatmap at crop resolution (the same map `lesion_heat` holds, so a threshold
-        calibrated on it is the one applied here), on skin only: the marked ones (>= lesion_threshold),
-        the faint ones (>= lesion_count_threshold, below that), and the bool blob (heat >= half the
-        threshold) around each marked one."""
-        peaks = lesion_peaks(crop_heat, self.lesion_count_threshold)
+        calibrated on it is the one applied here), on skin only, in pixels of `image` (the crop's
+        top-left corner is `origin`): the marked ones (peak value, or with a verifier the combined
+        score, >= lesion_threshold), the faint ones (peak value >= lesion_count_threshold, not
+        marked), the bool blob of the crop around each marked one (heat >= half of the threshold or
+        of its own peak value, the lower), and the verifier's candidates (x, y, heat, probability;
+        None without a verifier)."""
+        floor = self.lesion_count_threshold if self.verifier is None else min(self.lesion_count_threshold,
+                                                                              self.verifier_floor)
+        peaks = lesion_peaks(crop_heat, floor)
         cols = np.clip(np.round(peaks[:, 0]).astype(int), 0, crop_skin.shape[1] - 1)
         rows = np.clip(np.round(peaks[:, 1]).astype(int), 0, crop_skin.shape[0] - 1)
         on_skin = crop_skin[rows, cols]
-        marked = on_skin & (peaks[:, 2] >= self.lesion_threshold)
-        faint = peaks[on_skin & ~marked]
-        peaks, rows, cols = peaks[marked], rows[marked], cols[marked]
-        if not len(peaks):
-            return peaks, faint, np.zeros(crop_heat.shape, bool)
-        count, components = cv2.connectedComponents((crop_heat >= 0.5 * self.lesion_threshold).astype(np.uint8))
+        peaks, rows, cols = peaks[on_skin], rows[on_skin], cols[on_skin]
+        peaks[:, :2] += origin
+        candidates = None
+        score = peaks[:, 2]
+        if self.verifier is not None:
+            chosen = peaks[:, 2] >= self.verifier_floor
+            probability = self.verifier.score(image, np.where(crop_skin, crop_heat, np.float32(0)), peaks[chosen],
+                                              heat_origin=origin)
+            candidates = np.column_stack([peaks[chosen], probability]).astype(np.float32)
+            score = np.zeros(len(peaks), np.float32)
+            score[chosen] = combined_score(peaks[chosen, 2], probability)
+        marked = score >= self.lesion_threshold
+        faint = peaks[~marked & (peaks[:, 2] >= self.lesion_count_threshold)]
+        heat_of_marked = peaks[marked, 2]
+        lesions = np.column_stack([peaks[marked, :2], score[marked]]).astype(np.float32)
+        lesions = lesions[np.argsort(-lesions[:, 2], kind="stable")]
+        rows, cols = rows[marked], cols[marked]
+        if not len(lesions):
+            return lesions, faint, np.zeros(crop_heat.shape, bool), candidates
+        level = 0.5 * min(self.lesion_threshold, float(heat_of_marked.min()))
+        count, components = cv2.connectedComponents((crop_heat >= level).astype(np.uint8))
         keep = np.zeros(count, bool)
         keep[components[rows, cols]] = True
         keep[0] = False
-        return peaks, faint, keep[components] & crop_skin
+        return lesions, faint, keep[components] & crop_skin, candidates
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         if self._onnx is not None:

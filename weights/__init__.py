@@ -52,6 +52,11 @@ class WeightSpec:
     # scripts/calibrate_acne.py; it ranks photos by how much acne they show better than peaks do
     lesion_count_floor: float | None = None
     lesion_count_mass: float | None = None
+    # a second look at the heatmap's peaks (core.lesion_verifier): {"file" (relative to weights/),
+    # "sha256", "floor" (candidates: peaks from this heat up), "count_scale"}; with it a candidate is
+    # marked where the geometric mean of its heat and the verifier's probability p reaches
+    # lesion_threshold, and every candidate adds count_scale * p**2 to the heatmap-mass count
+    lesion_verifier: dict | None = None
     # the CPU runtime (core.segmentation.RUNTIMES) that "auto" picks for this model, e.g. "onnx-int8":
     # set only once its accuracy was checked against the reference path (the model card's figures)
     cpu_runtime: str | None = None
