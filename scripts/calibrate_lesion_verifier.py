@@ -16,8 +16,8 @@ split by sorted name (even positions calibrate, odd are held out, as scripts/cal
     .venv/bin/python scripts/calibrate_lesion_verifier.py --data ../shared/data/acne04-dev \
         --weights glowai-seg-v2 --json runs/verifier/calibration.json [--registry]
 
---registry writes lesion_threshold, lesion_count_mass and the verifier's count_scale into the
-entry; rerun `glowai eval acne` for the card's figures afterwards.
+--registry writes lesion_threshold, lesion_count_mass and the verifier's floor and count_scale
+into the entry; rerun `glowai eval acne` for the card's figures afterwards.
 """
 
 from __future__ import annotations
@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runtime", default="auto")
     parser.add_argument("--max-fp", type=float, default=2.5)
     parser.add_argument("--spearman-slack", type=float, default=0.05)
+    parser.add_argument("--floor", type=float, default=None,
+                        help="candidates from this heat up (>= the entry's floor; fewer candidates, less time); "
+                             "default: the entry's floor. --registry writes it too")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--registry", action="store_true", help="write the chosen values into the registry entry")
     args = parser.parse_args(argv)
@@ -58,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     if not spec.lesion_verifier:
         parser.error(f"{spec.name} has no lesion_verifier in its registry entry")
     floor = spec.lesion_count_floor or 0.0
+    candidate_floor = float(spec.lesion_verifier["floor"]) if args.floor is None else args.floor
+    if candidate_floor < float(spec.lesion_verifier["floor"]):
+        parser.error(f"--floor {candidate_floor} is below the entry's floor {spec.lesion_verifier['floor']}: "
+                     "lower the entry's floor first")
 
     circles = _lesions(args.data)
     photos = {}  # name -> (scale, candidates (N, 4) x, y, heat, p in analysed pixels, heat mass in network pixels)
@@ -65,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         seg = analysis.segmentation
         mass = float(lesion_density(seg.lesion_heat, analysis.regions.skin, floor, 1.0, seg.input_scale).sum())
         candidates = seg.lesion_candidates if seg.lesion_candidates is not None else np.zeros((0, 4), np.float32)
+        candidates = candidates[candidates[:, 2] >= candidate_floor]
         photos[path.name] = (analysis.scale, candidates, mass)
     names = sorted(photos)
     halves = {"calibration": set(names[0::2]), "held_out": set(names[1::2]), "all": set(names)}
@@ -118,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"count, {label}: mass {row['mass']}, count_scale {row['scale']}: "
               + "; ".join(f"{half} MAE {row[half]['count_mae']} Spearman {row[half]['spearman']}" for half in halves))
 
-    result = {"weights": spec.name, "max_fp": args.max_fp, "lesion_threshold": chosen["threshold"],
+    result = {"weights": spec.name, "max_fp": args.max_fp, "floor": candidate_floor, "lesion_threshold": chosen["threshold"],
               "heat_threshold": heat_chosen["threshold"],
               "lesion_count_mass": None if count["mass"] == float("inf") else count["mass"],  # None: no mass term
               "count_scale": count["scale"], "spearman_slack": args.spearman_slack,
@@ -135,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         entry = next(e for e in registry["models"] if e["name"] == spec.name)
         entry["lesion_threshold"] = chosen["threshold"]
         entry["lesion_count_mass"] = result["lesion_count_mass"]
-        entry["lesion_verifier"] = {**entry["lesion_verifier"], "count_scale": count["scale"]}
+        entry["lesion_verifier"] = {**entry["lesion_verifier"], "floor": candidate_floor, "count_scale": count["scale"]}
         REGISTRY_FILE.write_text(json.dumps(registry, indent=2) + "\n")
         print(f"wrote {spec.name}'s lesion_threshold, lesion_count_mass and count_scale into {REGISTRY_FILE}")
     return 0
