@@ -81,12 +81,12 @@ def combined_score(heat: np.ndarray, probability: np.ndarray) -> np.ndarray:
     return np.sqrt(np.asarray(heat, np.float32) * np.asarray(probability, np.float32))
 
 
-def build_verifier(width: int = 24):
-    """The verifier network in torch (for training): LAYOUT with `width` base channels."""
+def build_verifier(width: int = 16, channels: int = CHANNELS):
+    """The verifier network in torch (for training): LAYOUT with `width` base channels, reading the
+    first `channels` of the patch channels (3: RGB only, 4: RGB and heat)."""
     from torch import nn
 
     layers: list = []
-    channels = CHANNELS
     for kind, multiplier in LAYOUT:
         if kind == "pool":
             layers.append(nn.MaxPool2d(2))
@@ -100,9 +100,13 @@ def build_verifier(width: int = 24):
 
 
 def _onnx_graph(tensors: dict[str, np.ndarray]):
-    """The ONNX model of LAYOUT from a torch state dict (numpy), BatchNorm folded into the convs."""
+    """The ONNX model of LAYOUT from a torch state dict (numpy), BatchNorm folded into the convs;
+    it reads as many patch channels as the first convolution has inputs."""
     from onnx import TensorProto, helper, numpy_helper
 
+    if "0.0.weight" not in tensors:
+        raise WeightsError("lesion verifier: tensor '0.0.weight' missing; not a verifier checkpoint")
+    channels = int(tensors["0.0.weight"].shape[1])
     nodes, inits = [], []
     current = "patches"
     for index, (kind, _) in enumerate(LAYOUT):
@@ -133,7 +137,7 @@ def _onnx_graph(tensors: dict[str, np.ndarray]):
               helper.make_node("Gemm", ["flat", "fc.w", "fc.b"], ["logit"]),
               helper.make_node("Sigmoid", ["logit"], ["probability"])]
     graph = helper.make_graph(nodes, "lesion_verifier", [helper.make_tensor_value_info(
-        "patches", TensorProto.FLOAT, ["n", CHANNELS, PATCH, PATCH])],
+        "patches", TensorProto.FLOAT, ["n", channels, PATCH, PATCH])],
         [helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["n", 1])], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
@@ -160,14 +164,16 @@ class LesionVerifier:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(_onnx_graph(tensors).SerializeToString(), options,
-                                            providers=["CPUExecutionProvider"])
+        graph = _onnx_graph(tensors)
+        self.channels = int(tensors["0.0.weight"].shape[1])  # 3: RGB only; 4: RGB and heat
+        self.session = ort.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
     def probabilities(self, patches: np.ndarray) -> np.ndarray:
         """float32 (N,) from normalised patches (N, 4, PATCH, PATCH)."""
         if not len(patches):
             return np.zeros(0, np.float32)
-        return self.session.run(None, {"patches": np.ascontiguousarray(patches, np.float32)})[0][:, 0]
+        patches = np.ascontiguousarray(patches[:, :self.channels], np.float32)
+        return self.session.run(None, {"patches": patches})[0][:, 0]
 
     def score(self, image: np.ndarray, heat: np.ndarray, points: np.ndarray,
               heat_origin: tuple[int, int] = (0, 0)) -> np.ndarray:
@@ -176,7 +182,8 @@ class LesionVerifier:
         return self.probabilities(normalise(cut_patches(image, heat, points, heat_origin=heat_origin)))
 
 
-def verifier_metadata(width: int, extra: dict | None = None) -> dict[str, str]:
+def verifier_metadata(width: int, extra: dict | None = None, channels: int = CHANNELS) -> dict[str, str]:
     """safetensors metadata of a verifier checkpoint."""
-    return {"kind": "glowai-lesion-verifier", "width": str(width), "layout": json.dumps(LAYOUT),
+    return {"kind": "glowai-lesion-verifier", "width": str(width), "channels": str(channels),
+            "layout": json.dumps(LAYOUT),
             **{k: json.dumps(v) for k, v in (extra or {}).items()}}

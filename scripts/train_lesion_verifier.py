@@ -93,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--floor", type=float, default=0.1, help="candidates: heatmap peaks from this value")
     parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--width", type=int, default=24)
+    parser.add_argument("--width", type=int, default=16)
+    parser.add_argument("--rgb-only", action="store_true",
+                        help="the patch's colours only, not the heatmap (the score multiplies in the heat anyway)")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--val", type=int, default=40, help="photos held out (the segmentation model's --real-val)")
@@ -124,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(train_index)} training patches ({data['labels'][train_index].mean():.0%} lesions), "
           f"{len(val_index)} held-out candidates from {len(held)} photos")
 
-    net = build_verifier(args.width)
+    channels = 3 if args.rgb_only else 4
+    net = build_verifier(args.width, channels)
     optimiser = torch.optim.AdamW(net.parameters(), args.lr, weight_decay=1e-4)
     steps_per_epoch = max(1, len(train_index) // args.batch)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, args.lr, total_steps=args.epochs * steps_per_epoch)
@@ -145,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     def batch(index: np.ndarray, augment: bool) -> torch.Tensor:
         raw = data["patches"][index]
         dx, dy = rng.integers(0, 2 * MARGIN + 1, 2) if augment else (MARGIN, MARGIN)
-        x = normalise(raw[:, :, dy:dy + PATCH, dx:dx + PATCH])
+        x = normalise(raw[:, :, dy:dy + PATCH, dx:dx + PATCH])[:, :channels]
         if augment:  # flips, quarter turns, contrast: lesions have no up or left
             if rng.random() < 0.5:
                 x = x[:, :, :, ::-1]
@@ -188,8 +191,9 @@ def main(argv: list[str] | None = None) -> int:
             csv.writer(handle).writerow([epoch + 1, round(total / max(1, steps_per_epoch), 5), round(val_auc, 5),
                                          round(heat_auc, 5), round(seconds, 1)])
         tensors = {k: v.contiguous() for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
-        meta = verifier_metadata(args.width, {"epoch": epoch + 1, "val_auc": round(val_auc, 4),
-                                              "floor": args.floor, "segmenter": args.weights or "default"})
+        meta = verifier_metadata(args.width, channels=channels,
+                                 extra={"epoch": epoch + 1, "val_auc": round(val_auc, 4), "floor": args.floor,
+                                        "segmenter": args.weights or "default"})
         save_file(tensors, str(args.out / ".last.tmp"), metadata=meta)
         torch.save({"optimiser": optimiser.state_dict(), "schedule": schedule.state_dict(), "epoch": epoch,
                     "epochs": args.epochs},

@@ -19,13 +19,13 @@ from core.lesion_verifier import (
 )
 
 
-def save_verifier(path, width: int = 4, seed: int = 0, bias: float | None = None):
+def save_verifier(path, width: int = 4, seed: int = 0, bias: float | None = None, channels: int = 4):
     """A tiny real verifier with random weights and BatchNorm statistics (or, with `bias`, one whose
     output is sigmoid(bias) for every patch). Returns the torch network (eval mode)."""
     from safetensors.torch import save_file
 
     torch.manual_seed(seed)
-    net = build_verifier(width)
+    net = build_verifier(width, channels)
     with torch.no_grad():
         for module in net.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
@@ -39,17 +39,19 @@ def save_verifier(path, width: int = 4, seed: int = 0, bias: float | None = None
             net[-1].bias.fill_(bias)
     net.eval()
     tensors = {k: v.contiguous() for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
-    save_file(tensors, str(path), metadata=verifier_metadata(width))
+    save_file(tensors, str(path), metadata=verifier_metadata(width, channels=channels))
     return net
 
 
-def test_the_onnx_graph_computes_what_the_torch_network_does(tmp_path):
-    net = save_verifier(tmp_path / "v.safetensors")
+@pytest.mark.parametrize("channels", [4, 3])
+def test_the_onnx_graph_computes_what_the_torch_network_does(tmp_path, channels):
+    net = save_verifier(tmp_path / "v.safetensors", channels=channels)
     rng = np.random.default_rng(1)
     patches = normalise(rng.random((7, 4, PATCH, PATCH)).astype(np.float32))
     patches[:, 3] += np.linspace(0, 3, 7, dtype=np.float32)[:, None, None]  # from no heat to a lot
-    with torch.no_grad():
-        expected = torch.sigmoid(net(torch.from_numpy(patches))[:, 0]).numpy()
+    patches[:, 0] += np.linspace(-2, 2, 7, dtype=np.float32)[:, None, None]
+    with torch.no_grad():  # an RGB-only verifier reads the first three channels of the same patches
+        expected = torch.sigmoid(net(torch.from_numpy(patches[:, :channels].copy()))[:, 0]).numpy()
     got = LesionVerifier(tmp_path / "v.safetensors").probabilities(patches)
     assert got.shape == (7,) and np.abs(got - expected).max() < 1e-5
     assert expected.std() > 1e-3  # the patches get different answers: the comparison means something
