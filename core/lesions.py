@@ -24,6 +24,54 @@ def lesion_peaks(heat: np.ndarray, threshold: float, radius: int = 2) -> np.ndar
     return peaks[np.argsort(-peaks[:, 2], kind="stable")]
 
 
+def pixels(points: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of (N, >=2) x, y points, rounded and kept inside a height x width image."""
+    return (np.clip(np.round(points[:, 1]).astype(int), 0, height - 1),
+            np.clip(np.round(points[:, 0]).astype(int), 0, width - 1))
+
+
+def find_lesions(crop_heat: np.ndarray, crop_skin: np.ndarray, image: np.ndarray, origin: tuple[int, int],
+                 threshold: float, count_threshold: float, verifier=None,
+                 verifier_floor: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Lesions from a crop's heatmap (the same map a calibration reads, so its thresholds apply here),
+    on skin only, in pixels of `image` (the crop's top-left corner is `origin`): the marked ones
+    (x, y, score: the peak value, or with a `core.lesion_verifier.LesionVerifier` the combined score
+    of the peaks from `verifier_floor` up; >= `threshold`), the faint ones (peak value >=
+    `count_threshold`, not marked), the bool blob of the crop around each marked one (heat >= half
+    of the threshold or of its own peak value, the lower), and the verifier's candidates (x, y,
+    heat, probability; None without a verifier)."""
+    from core.lesion_verifier import combined_score
+
+    floor = count_threshold if verifier is None else min(count_threshold, verifier_floor)
+    peaks = lesion_peaks(crop_heat, floor)
+    rows, cols = pixels(peaks, *crop_skin.shape)
+    on_skin = crop_skin[rows, cols]
+    peaks, rows, cols = peaks[on_skin], rows[on_skin], cols[on_skin]
+    peaks[:, :2] += origin
+    candidates = None
+    score = peaks[:, 2]
+    if verifier is not None:
+        chosen = peaks[:, 2] >= verifier_floor
+        probability = (verifier.score(image, np.where(crop_skin, crop_heat, np.float32(0)), peaks[chosen],
+                                      heat_origin=origin) if chosen.any() else np.zeros(0, np.float32))
+        candidates = np.column_stack([peaks[chosen], probability]).astype(np.float32)
+        score = np.zeros(len(peaks), np.float32)
+        score[chosen] = combined_score(peaks[chosen, 2], probability)
+    marked = score >= threshold
+    faint = peaks[~marked & (peaks[:, 2] >= count_threshold)]
+    heat_of_marked = peaks[marked, 2]
+    lesions = np.column_stack([peaks[marked, :2], score[marked]]).astype(np.float32)
+    lesions = lesions[np.argsort(-lesions[:, 2], kind="stable")]
+    if not len(lesions):
+        return lesions, faint, np.zeros(crop_heat.shape, bool), candidates
+    level = 0.5 * min(threshold, float(heat_of_marked.min()))
+    count, components = cv2.connectedComponents((crop_heat >= level).astype(np.uint8))
+    keep = np.zeros(count, bool)
+    keep[components[rows[marked], cols[marked]]] = True
+    keep[0] = False
+    return lesions, faint, keep[components] & crop_skin, candidates
+
+
 def lesion_density(crop_heat: np.ndarray, crop_skin: np.ndarray, floor: float, mass: float,
                    input_scale: float) -> np.ndarray:
     """Estimated lesions per pixel: the heat above `floor` on skin, in units of `mass` (the heat of

@@ -25,8 +25,7 @@ import numpy as np
 
 from core.errors import WeightsError
 from core.labels import CONDITIONS, LABELS, NUM_CLASSES, label_by_name
-from core.lesion_verifier import combined_score
-from core.lesions import lesion_density, lesion_peaks
+from core.lesions import find_lesions, lesion_density, pixels
 from core.maskops import mask_bounds
 from core.netops import argmax_channels, blob, sigmoid, softmax
 
@@ -113,12 +112,6 @@ class Segmentation:
         if self.lesions is None:
             return None
         return self.lesions if self.faint_lesions is None else np.concatenate([self.lesions, self.faint_lesions])
-
-
-def _pixels(points: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows and columns of (N, >=2) x, y points, rounded and kept inside the image."""
-    return (np.clip(np.round(points[:, 1]).astype(int), 0, height - 1),
-            np.clip(np.round(points[:, 0]).astype(int), 0, width - 1))
 
 
 def apply_thresholds(probs: np.ndarray, labels: np.ndarray, thresholds: list[tuple[int, float]]) -> np.ndarray:
@@ -403,7 +396,7 @@ class Segmenter:
                                                            self.spec.lesion_count_floor or 0.0,
                                                            self.spec.lesion_count_mass, input_scale)
                 if verifier_counts:  # each candidate adds count_scale * its p**2
-                    rows, cols = _pixels(candidates, height, width)
+                    rows, cols = pixels(candidates, height, width)
                     np.add.at(density, (rows, cols), np.float32(self.verifier_count_scale) * candidates[:, 3] ** 2)
         label_map[y0:y1, x0:x1] = self.label_crop(crop_probs, blobs)
         label_map[~skin] = 0
@@ -429,44 +422,9 @@ class Segmenter:
 
     def _lesions(self, crop_heat: np.ndarray, crop_skin: np.ndarray, image: np.ndarray,
                  origin: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-        """Peaks of the heatmap at crop resolution (the same map `lesion_heat` holds, so a threshold
-        calibrated on it is the one applied here), on skin only, in pixels of `image` (the crop's
-        top-left corner is `origin`): the marked ones (peak value, or with a verifier the combined
-        score, >= lesion_threshold), the faint ones (peak value >= lesion_count_threshold, not
-        marked), the bool blob of the crop around each marked one (heat >= half of the threshold or
-        of its own peak value, the lower), and the verifier's candidates (x, y, heat, probability;
-        None without a verifier)."""
-        floor = self.lesion_count_threshold if self.verifier is None else min(self.lesion_count_threshold,
-                                                                              self.verifier_floor)
-        peaks = lesion_peaks(crop_heat, floor)
-        cols = np.clip(np.round(peaks[:, 0]).astype(int), 0, crop_skin.shape[1] - 1)
-        rows = np.clip(np.round(peaks[:, 1]).astype(int), 0, crop_skin.shape[0] - 1)
-        on_skin = crop_skin[rows, cols]
-        peaks, rows, cols = peaks[on_skin], rows[on_skin], cols[on_skin]
-        peaks[:, :2] += origin
-        candidates = None
-        score = peaks[:, 2]
-        if self.verifier is not None:
-            chosen = peaks[:, 2] >= self.verifier_floor
-            probability = self.verifier.score(image, np.where(crop_skin, crop_heat, np.float32(0)), peaks[chosen],
-                                              heat_origin=origin)
-            candidates = np.column_stack([peaks[chosen], probability]).astype(np.float32)
-            score = np.zeros(len(peaks), np.float32)
-            score[chosen] = combined_score(peaks[chosen, 2], probability)
-        marked = score >= self.lesion_threshold
-        faint = peaks[~marked & (peaks[:, 2] >= self.lesion_count_threshold)]
-        heat_of_marked = peaks[marked, 2]
-        lesions = np.column_stack([peaks[marked, :2], score[marked]]).astype(np.float32)
-        lesions = lesions[np.argsort(-lesions[:, 2], kind="stable")]
-        rows, cols = rows[marked], cols[marked]
-        if not len(lesions):
-            return lesions, faint, np.zeros(crop_heat.shape, bool), candidates
-        level = 0.5 * min(self.lesion_threshold, float(heat_of_marked.min()))
-        count, components = cv2.connectedComponents((crop_heat >= level).astype(np.uint8))
-        keep = np.zeros(count, bool)
-        keep[components[rows, cols]] = True
-        keep[0] = False
-        return lesions, faint, keep[components] & crop_skin, candidates
+        """`core.lesions.find_lesions` with this model's thresholds and verifier."""
+        return find_lesions(crop_heat, crop_skin, image, origin, self.lesion_threshold, self.lesion_count_threshold,
+                            self.verifier, self.verifier_floor)
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         if self._onnx is not None:
