@@ -274,6 +274,7 @@ class Segmenter:
     def _onnx_session(self, weights_path: Path):
         import onnxruntime as ort
 
+        from core.onnxcache import export_onnx, quantize_int8, remove_stale_work
         from weights import cache_dir, sha256_file
 
         digest = self.spec.sha256 or sha256_file(weights_path)  # a registry sha256 was checked by resolve()
@@ -281,64 +282,22 @@ class Segmenter:
         target, quantized = stem.with_suffix(".onnx"), stem.with_name(stem.name + "-int8.onnx")
         wanted = quantized if self.runtime == "onnx-int8" else target
         if not wanted.is_file():
-            _remove_stale_work(target.parent)
+            remove_stale_work(target.parent)
             if not target.is_file():
-                self._export_onnx(target)
+                if self.model is None:
+                    self._load_torch()
+                export_onnx(self.model, target)
             if wanted is quantized:
-                self._quantize(target, quantized)
+                quantize_int8(target, quantized, self._calibration_inputs())
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if self.options.threads:
             options.intra_op_num_threads = self.options.threads
         return ort.InferenceSession(str(wanted), options, providers=["CPUExecutionProvider"])
 
-    def _export_onnx(self, target: Path) -> None:
-        """The network as one self-contained .onnx file (dynamic height and width), written under a
-        temporary name and renamed: a killed export leaves no half file in the cache."""
-        import tempfile
-
-        import onnx
-        import torch
-
-        if self.model is None:
-            self._load_torch()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".export-") as work:
-            side = {2: torch.export.Dim("height", min=32, max=4096), 3: torch.export.Dim("width", min=32, max=4096)}
-            exported = Path(work) / "model.onnx"
-            torch.onnx.export(self.model.float(), (torch.zeros(1, 3, 64, 64),), str(exported), input_names=["image"],
-                              output_names=["logits"], dynamic_shapes=(side,), dynamo=True, verbose=False)
-            single = Path(work) / "single.onnx"
-            onnx.save_model(onnx.load(str(exported)), str(single), save_as_external_data=False)
-            single.replace(target)
-
-    def _quantize(self, source: Path, target: Path) -> None:
-        """Static int8 quantization (QDQ, per-channel int8 weights, uint8 activations with the
-        reduced range that AVX2 kernels need) calibrated on the bundled CC0 portraits, prepared
-        exactly as `segment` prepares a face."""
-        import tempfile
-
-        from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-        from onnxruntime.quantization.shape_inference import quant_pre_process
-
-        inputs = self._calibration_inputs()
-
-        class Reader(CalibrationDataReader):
-            def __init__(self) -> None:
-                self.items = iter({"image": x} for x in inputs)
-
-            def get_next(self):
-                return next(self.items, None)
-
-        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".quantize-") as work:
-            prepared, quantized = Path(work) / "prepared.onnx", Path(work) / "int8.onnx"
-            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-            quantize_static(str(prepared), str(quantized), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            reduce_range=True, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
-            quantized.replace(target)
-
     def _calibration_inputs(self) -> list[np.ndarray]:
-        """Network inputs of the faces in the bundled CC0 portraits (and their mirror images)."""
+        """Network inputs of the faces in the bundled CC0 portraits (and their mirror images), which
+        calibrate the int8 model's activation ranges."""
         from core.imageio import load_image
         from core.pipeline import AnalyzeOptions, Analyzer
 
@@ -453,15 +412,3 @@ class Segmenter:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
-def _remove_stale_work(folder: Path, max_age_s: float = 3600.0) -> None:
-    """Work folders of exports or quantizations killed over an hour ago (a live one is younger)."""
-    import shutil
-    import time
-
-    for work in [*folder.glob(".export-*"), *folder.glob(".quantize-*")] if folder.is_dir() else []:
-        try:
-            if time.time() - work.stat().st_mtime > max_age_s:
-                shutil.rmtree(work, ignore_errors=True)
-        except OSError:
-            continue

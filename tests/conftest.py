@@ -177,6 +177,52 @@ def make_acne04_like(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     return face, spotted
 
 
+LESION_TINY = dict(encoder="tu-mobilenetv3_small_050", decoder_channels=(16, 16, 8, 8, 8), batch=4, patch=64,
+                   size=128, val_limit=4, lr=1e-3, loss="ce+dice")
+
+
+@pytest.fixture(scope="session")
+def lesion_run(tmp_path_factory, train_dataset):
+    """A tiny real model with the lesion head, trained one epoch on synth + ACNE04-like photos,
+    started from a checkpoint without the head: (run folder, best metrics, ACNE04-like folder)."""
+    from core.model.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("lesion-run")
+    make_acne04_like(root / "acne")
+    plain = root / "plain"
+    train(TrainConfig(data=str(train_dataset), out=str(plain), epochs=1, **LESION_TINY), progress=False)
+    run = root / "run"
+    best = train(TrainConfig(data=str(train_dataset), out=str(run), epochs=1, init=str(plain / "best.safetensors"),
+                             real=str(root / "acne"), real_val=1, real_share=0.5, lesion_head=True,
+                             synth_lesions=False, license="research-only", **LESION_TINY), progress=False)
+    return run, best, root / "acne"
+
+
+def segmenter_with_heat(weights: Path, heat_at: list[tuple[int, int]], isolated_cache,
+                        heights: list[float] | None = None, count_threshold: float | None = None):
+    """A real tiny lesion-head Segmenter whose heatmap logits are replaced by Gaussians at
+    `heat_at` (network pixels; peak values `heights`, else 1), so the post-processing is checked
+    against known peaks."""
+    from core.labels import NUM_CLASSES
+    from core.model.data import lesion_heatmap
+    from core.segmentation import Segmenter, SegmenterOptions
+
+    segmenter = Segmenter(SegmenterOptions(weights=str(weights), runtime="torch-fp32", lesion_threshold=0.5,
+                                           lesion_count_threshold=count_threshold, keep_lesion_heat=True))
+    forward = segmenter._forward
+
+    def with_peaks(x: np.ndarray) -> np.ndarray:
+        out = forward(x)
+        heat = np.zeros(out.shape[2:], np.float32)
+        for (cx, cy), height in zip(heat_at, heights or [1.0] * len(heat_at), strict=True):
+            np.maximum(heat, height * lesion_heatmap(out.shape[2:], np.array([(cx, cy, 4.0)], np.float32)), out=heat)
+        out[0, NUM_CLASSES] = np.log(np.clip(heat, 1e-4, 1 - 1e-4) / (1 - np.clip(heat, 1e-4, 1 - 1e-4)))
+        return out
+
+    segmenter._forward = with_peaks
+    return segmenter
+
+
 @pytest.fixture(scope="session")
 def acne_folder(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("acne") / "acne04-like"

@@ -12,13 +12,12 @@ from core.labels import NUM_CLASSES, label_by_name
 from core.lesions import lesion_peaks
 from core.model.data import Example, augment, lesion_heatmap, load_acne04, mask_lesions
 from core.model.train import TrainConfig, count_matches, focal_heatmap_loss, train
-from core.segmentation import Segmenter, SegmenterOptions
-from tests.conftest import make_acne04_like
+from core.segmentation import SegmenterOptions
+from tests.conftest import LESION_TINY as TINY
+from tests.conftest import make_acne04_like, segmenter_with_heat
 
 ACNE = label_by_name("acne").index
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples"
-TINY = dict(encoder="tu-mobilenetv3_small_050", decoder_channels=(16, 16, 8, 8, 8), batch=4, patch=64,
-            size=128, val_limit=4, lr=1e-3, loss="ce+dice")
 
 
 def test_heatmap_peaks_at_every_centre_and_peaks_are_found_back():
@@ -80,26 +79,6 @@ def test_acne04_loader_keeps_only_photos_with_circles(tmp_path):
     assert np.allclose(examples[0].lesions[0], [300, 420, 8])
 
 
-@pytest.fixture(scope="module")
-def dataset(train_dataset) -> Path:
-    return train_dataset
-
-
-@pytest.fixture(scope="module")
-def lesion_run(tmp_path_factory, dataset):
-    """A tiny real model with the lesion head, trained one epoch on synth + ACNE04-like photos,
-    started from a checkpoint without the head."""
-    root = tmp_path_factory.mktemp("lesion-run")
-    make_acne04_like(root / "acne")
-    plain = root / "plain"
-    train(TrainConfig(data=str(dataset), out=str(plain), epochs=1, **TINY), progress=False)
-    run = root / "run"
-    best = train(TrainConfig(data=str(dataset), out=str(run), epochs=1, init=str(plain / "best.safetensors"),
-                             real=str(root / "acne"), real_val=1, real_share=0.5, lesion_head=True,
-                             synth_lesions=False, license="research-only", **TINY), progress=False)
-    return run, best, root / "acne"
-
-
 def test_training_with_real_lesions_writes_a_lesion_head_checkpoint(lesion_run):
     import pandas as pd
 
@@ -114,32 +93,11 @@ def test_training_with_real_lesions_writes_a_lesion_head_checkpoint(lesion_run):
     assert "lesion_f1" in best
 
 
-def test_real_photos_need_the_head(dataset, tmp_path):
+def test_real_photos_need_the_head(train_dataset, tmp_path):
     from core.errors import GlowAIError
 
     with pytest.raises(GlowAIError, match="--lesion-head"):
-        train(TrainConfig(data=str(dataset), out=str(tmp_path / "x"), real=str(tmp_path), **TINY), progress=False)
-
-
-def _segmenter_with_heat(weights: Path, heat_at: list[tuple[int, int]], isolated_cache,
-                         heights: list[float] | None = None, count_threshold: float | None = None) -> Segmenter:
-    """A real tiny lesion-head Segmenter whose heatmap logits are replaced by Gaussians at
-    `heat_at` (network pixels; peak values `heights`, else 1), so the post-processing is checked
-    against known peaks."""
-    segmenter = Segmenter(SegmenterOptions(weights=str(weights), runtime="torch-fp32", lesion_threshold=0.5,
-                                           lesion_count_threshold=count_threshold, keep_lesion_heat=True))
-    forward = segmenter._forward
-
-    def with_peaks(x: np.ndarray) -> np.ndarray:
-        out = forward(x)
-        heat = np.zeros(out.shape[2:], np.float32)
-        for (cx, cy), height in zip(heat_at, heights or [1.0] * len(heat_at), strict=True):
-            np.maximum(heat, height * lesion_heatmap(out.shape[2:], np.array([(cx, cy, 4.0)], np.float32)), out=heat)
-        out[0, NUM_CLASSES] = np.log(np.clip(heat, 1e-4, 1 - 1e-4) / (1 - np.clip(heat, 1e-4, 1 - 1e-4)))
-        return out
-
-    segmenter._forward = with_peaks
-    return segmenter
+        train(TrainConfig(data=str(train_dataset), out=str(tmp_path / "x"), real=str(tmp_path), **TINY), progress=False)
 
 
 def test_segmenter_maps_peaks_to_image_pixels_on_skin_only(lesion_run, isolated_cache):
@@ -156,7 +114,7 @@ def test_segmenter_maps_peaks_to_image_pixels_on_skin_only(lesion_run, isolated_
     expected = [(x0 + (cx + 0.5) / scale - 0.5, y0 + (cy + 0.5) / scale - 0.5) for cx, cy in network]
     hx, hy = int(expected[2][0]), int(expected[2][1])
     skin[hy - 15:hy + 15, hx - 15:hx + 15] = False  # a hole in the skin (an eye, say): its peak is dropped
-    segmenter = _segmenter_with_heat(run / "best.safetensors", network, isolated_cache)
+    segmenter = segmenter_with_heat(run / "best.safetensors", network, isolated_cache)
     result = segmenter.segment(image, skin)
     assert result.lesions is not None and result.lesion_heat is not None
     on_skin = expected[:2]
@@ -175,7 +133,7 @@ def test_report_counts_lesions_from_the_peaks(lesion_run, isolated_cache):
     run, _, _ = lesion_run
     analyzer = Analyzer(AnalyzeOptions(segmenter=SegmenterOptions(weights=str(run / "best.safetensors"),
                                                                   runtime="torch-fp32", lesion_threshold=0.5)))
-    analyzer._segmenter = _segmenter_with_heat(run / "best.safetensors", [(30, 50), (90, 50), (60, 70)],
+    analyzer._segmenter = segmenter_with_heat(run / "best.safetensors", [(30, 50), (90, 50), (60, 70)],
                                                isolated_cache)
     analysis = analyzer.analyze(EXAMPLES / "portrait-001.jpg")
     peaks = analysis.segmentation.lesions
@@ -190,7 +148,7 @@ def test_faint_peaks_are_counted_in_the_report_but_not_marked(lesion_run, isolat
     analyzer = Analyzer(AnalyzeOptions(segmenter=SegmenterOptions(weights=str(run / "best.safetensors"),
                                                                   runtime="torch-fp32")))
     # three peaks on the cheeks and nose: one clear (0.9), one faint (0.3), one below the count threshold (0.1)
-    analyzer._segmenter = _segmenter_with_heat(run / "best.safetensors", [(45, 75), (80, 75), (64, 60)],
+    analyzer._segmenter = segmenter_with_heat(run / "best.safetensors", [(45, 75), (80, 75), (64, 60)],
                                                isolated_cache, heights=[0.9, 0.3, 0.1], count_threshold=0.2)
     analysis = analyzer.analyze(EXAMPLES / "portrait-001.jpg")
     seg = analysis.segmentation
@@ -271,7 +229,7 @@ def test_report_counts_lesions_from_the_heatmap_mass(lesion_run, isolated_cache)
     run, _, _ = lesion_run
     analyzer = Analyzer(AnalyzeOptions(segmenter=SegmenterOptions(weights=str(run / "best.safetensors"),
                                                                   runtime="torch-fp32")))
-    segmenter = _segmenter_with_heat(run / "best.safetensors", [(45, 75), (80, 75), (64, 60)], isolated_cache,
+    segmenter = segmenter_with_heat(run / "best.safetensors", [(45, 75), (80, 75), (64, 60)], isolated_cache,
                                      heights=[0.9, 0.9, 0.9])
     # the mass of one of those peaks above the floor, in network pixels
     one = 0.9 * lesion_heatmap((40, 40), np.array([(20, 20, 4.0)], np.float32))
@@ -307,145 +265,3 @@ def test_the_miss_diagnosis_reads_heat_inside_circles_and_finds_near_false_peaks
     peaks = np.array([[20, 20, 0.9], [68, 60, 0.8], [4, 76, 0.7]], np.float32)  # analysed px = 2x photo px
     distances = script.false_peak_distances(peaks, circles, scale=2.0)
     assert distances == pytest.approx([2.0, np.hypot(28, 8) / 2])  # only the unmatched circle counts
-
-
-def test_a_verifier_marks_by_the_combined_score_and_adds_its_probabilities_to_the_count(lesion_run, isolated_cache,
-                                                                                         tmp_path):
-    import dataclasses
-
-    from core.pipeline import AnalyzeOptions, Analyzer
-    from tests.test_lesion_verifier import save_verifier
-
-    run, _, _ = lesion_run
-    save_verifier(tmp_path / "v.safetensors", bias=float(np.log(0.81 / 0.19)))  # p = 0.81 for every patch
-    analyzer = Analyzer(AnalyzeOptions(segmenter=SegmenterOptions(weights=str(run / "best.safetensors"),
-                                                                  runtime="torch-fp32")))
-    segmenter = _segmenter_with_heat(run / "best.safetensors", [(45, 75), (80, 75), (64, 60)], isolated_cache,
-                                     heights=[0.9, 0.3, 0.15])
-    segmenter.spec = dataclasses.replace(segmenter.spec, lesion_count_floor=0.1, lesion_count_mass=50.0)
-    segmenter.lesion_threshold = segmenter.lesion_count_threshold = 0.45
-    analyzer._segmenter = segmenter
-    plain = analyzer.analyze(EXAMPLES / "portrait-001.jpg").segmentation
-    assert len(plain.lesions) == 1 and plain.lesion_candidates is None  # only the 0.9 peak reaches 0.45
-    segmenter.use_verifier({"file": str(tmp_path / "v.safetensors"), "floor": 0.1, "count_scale": 2.0})
-    analysis = analyzer.analyze(EXAMPLES / "portrait-001.jpg")
-    seg = analysis.segmentation
-    candidates = seg.lesion_candidates
-    assert candidates.shape == (3, 4) and np.allclose(candidates[:, 3], 0.81, atol=1e-4)
-    # sqrt(0.81 h): the 0.3 peak reaches 0.45 now (0.49), the 0.15 one does not (0.35)
-    assert len(seg.lesions) == 2
-    assert np.allclose(seg.lesions[:, 2], np.sqrt(0.81 * np.sort(candidates[:, 2])[::-1][:2]), atol=1e-5)
-    assert np.hypot(*(seg.lesions[:, :2] - plain.lesions[0, :2]).T).min() < 1.0  # the strong one is still there
-    count, _ = cv2.connectedComponents((seg.label_map == ACNE).astype(np.uint8))
-    assert count - 1 == 2  # both marked lesions are drawn, the weaker one too
-    # every candidate adds count_scale * p**2 to the heat-mass count, on the analysed skin
-    assert float(seg.lesion_density.sum() - plain.lesion_density.sum()) == pytest.approx(3 * 2.0 * 0.81**2, rel=1e-3)
-    assert not seg.lesion_density[~analysis.regions.skin].any()
-    assert analysis.report["conditions"]["acne"]["lesions"] == seg.lesion_count
-
-
-def test_the_verifier_trains_on_candidates_and_resumes(lesion_run, tmp_path):
-    import importlib.util
-
-    import pandas as pd
-
-    from core.lesion_verifier import LesionVerifier
-
-    run, _, acne = lesion_run
-    path = Path(__file__).resolve().parents[1] / "scripts" / "train_lesion_verifier.py"
-    spec = importlib.util.spec_from_file_location("train_lesion_verifier", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    out = tmp_path / "v"
-    common = ["--data", str(acne), "--weights", str(run / "best.safetensors"), "--out", str(out),
-              "--width", "4", "--batch", "64", "--val", "0", "--floor", "0.0", "--epochs", "2"]
-    assert module.main([*common, "--stop-after", "1"]) == 0  # a run split in two, as across sessions
-    data = np.load(out / "candidates.npz")
-    assert data["source"].sum() == 3 and data["labels"].sum() >= 3  # the three circle centres are positives
-    assert data["patches"].shape[1:] == (4, 40, 40) and len(data["labels"]) > 3
-    assert list(pd.read_csv(out / "metrics.csv")["epoch"]) == [1]
-    half = (out / "verifier.safetensors").read_bytes()
-    assert module.main([*common, "--resume"]) == 0
-    assert list(pd.read_csv(out / "metrics.csv")["epoch"]) == [1, 2]
-    assert (out / "verifier.safetensors").read_bytes() != half
-    with pytest.raises(SystemExit):  # another plan cannot go on from this state
-        module.main([*common[:-1], "3", "--resume"])
-    probabilities = LesionVerifier(tmp_path / "v" / "verifier.safetensors").probabilities(
-        np.zeros((2, 4, 32, 32), np.float32))
-    assert probabilities.shape == (2,) and np.all((probabilities > 0) & (probabilities < 1))
-    with pytest.raises(SystemExit):
-        module.main(["--data", str(tmp_path / "acne04-dev"), "--out", str(tmp_path / "x")])
-
-
-def test_verifier_calibration_scores_what_the_pipeline_reports(lesion_run, isolated_cache, tmp_path, monkeypatch):
-    """scripts/calibrate_lesion_verifier.py chooses the marking threshold and the count on half the
-    photos and writes them into the registry; `glowai eval acne` with the written entry measures
-    exactly the figures the script reported for all photos."""
-    import dataclasses
-    import importlib.util
-    import json
-    import shutil
-
-    import weights
-    from core.model.evaluate import eval_acne
-    from tests.test_lesion_verifier import save_verifier
-
-    run, _, acne = lesion_run
-    data = Path(shutil.copytree(acne, tmp_path / "acne"))
-    labels = json.loads((data / "acne04v2_lesions.json").read_text())
-    for annotation in labels["annotations"]:
-        annotation["radius"] = 48  # 24 px on the 640 px photos: room for several of the peaks below
-    for image_id, name in ((1, "levle1_4.jpg"), (2, "levle2_3.jpg")):  # two more spotted photos: both halves annotated
-        shutil.copy(data / "images" / "levle2_1.jpg", data / "images" / name)
-        labels["images"].append({**labels["images"][0], "id": image_id, "file_name": name})
-        labels["annotations"] += [{**a, "id": 10 * image_id + k, "image_id": image_id}
-                                  for k, a in enumerate(labels["annotations"][:3])]
-    (data / "acne04v2_lesions.json").write_text(json.dumps(labels))
-    save_verifier(tmp_path / "v.safetensors", bias=float(np.log(0.81 / 0.19)))  # p = 0.81: the score follows the heat
-    forward = Segmenter._forward
-
-    def with_peaks(self, x: np.ndarray) -> np.ndarray:
-        """The tiny model's output with a grid of heatmap peaks of mixed heights (the same every call),
-        so that thresholds move marks on and off the expert circles."""
-        out = forward(self, x)
-        height, width = out.shape[2:]
-        centres = [(cx, cy) for cy in range(3, height, 5) for cx in range(3, width, 5)]
-        heights = np.random.default_rng(0).uniform(0.1, 1.0, len(centres))
-        heat = np.zeros((height, width), np.float32)
-        for (cx, cy), peak in zip(centres, heights, strict=True):
-            np.maximum(heat, peak * lesion_heatmap((height, width), np.array([(cx, cy, 1.5)], np.float32)), out=heat)
-        out[0, NUM_CLASSES] = np.log(np.clip(heat, 1e-4, 1 - 1e-4) / (1 - np.clip(heat, 1e-4, 1 - 1e-4)))
-        return out
-
-    monkeypatch.setattr(Segmenter, "_forward", with_peaks)
-    entry = {**dataclasses.asdict(weights.spec_from_file(run / "best.safetensors")), "name": "tiny-verified",
-             "default": True, "lesion_threshold": 0.5, "lesion_count_floor": 0.03, "lesion_count_mass": 16.0,
-             "lesion_verifier": {"file": str(tmp_path / "v.safetensors"), "floor": 0.1, "count_scale": 0.0}}
-    registry = tmp_path / "registry.json"
-    registry.write_text(json.dumps({"models": [entry]}))
-    monkeypatch.setattr(weights, "REGISTRY_FILE", registry)
-    weights.specs.cache_clear()
-    try:
-        path = Path(__file__).resolve().parents[1] / "scripts" / "calibrate_lesion_verifier.py"
-        spec = importlib.util.spec_from_file_location("calibrate_lesion_verifier", path)
-        script = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(script)
-        out = tmp_path / "calibration.json"
-        assert script.main(["--data", str(data), "--weights", "tiny-verified", "--runtime", "torch-fp32", "--max-fp", "60",
-                            "--json", str(out), "--registry"]) == 0
-        result = json.loads(out.read_text())
-        written = json.loads(registry.read_text())["models"][0]
-        assert written["lesion_threshold"] == result["lesion_threshold"]
-        assert written["lesion_count_mass"] == result["lesion_count_mass"]
-        assert written["lesion_verifier"]["count_scale"] == result["count_scale"]
-        chosen = result["chosen"]["all"]
-        assert chosen["recall"] > 0 and chosen["fp_per_image"] > 0  # marks on circles and off: the choice matters
-        assert result["chosen"]["calibration"]["fp_per_image"] <= 60 or not any(
-            row["calibration"]["fp_per_image"] <= 60 for row in result["table"])
-        weights.specs.cache_clear()
-        measured = eval_acne(data, "tiny-verified", progress=False, runtime="torch-fp32")
-        assert measured["recall"] == result["chosen"]["all"]["recall"]
-        assert measured["fp_per_image"] == result["chosen"]["all"]["fp_per_image"]
-        assert measured["count_mae"] == pytest.approx(result["count"]["all"]["count_mae"], abs=0.26)
-    finally:
-        weights.specs.cache_clear()
