@@ -4,7 +4,10 @@ and where the false peaks lie.
 For every expert circle (ACNE04-v2) it takes the highest heatmap value inside the circle, then
 prints the share of circles per band of that value and, per circle radius, the share that reach the
 model's peak threshold. For the peaks at --fp-threshold it prints how many false ones lie close to
-an expert circle that no peak matched (localisation errors) rather than far from any.
+an expert circle that no peak matched (localisation errors) rather than far from any. And the
+ceiling of a second stage (the lesion verifier, or any re-scoring of the peaks): the recall, and
+the false positives per photo, if every peak on the skin from a floor up were marked; a re-scorer
+cannot find a lesion that no peak reaches.
 
     .venv/bin/python scripts/acne_misses.py --data ../shared/data/acne04-dev --weights glowai-seg-v2
 """
@@ -22,10 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.lesions import lesion_peaks  # noqa: E402
-from core.model.evaluate import _lesions, acne_analyses  # noqa: E402
+from core.model.evaluate import _lesions, acne_analyses, score_acne  # noqa: E402
 
 BANDS = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 1.01)
 RADII = (0, 3, 5, 8, 12, 1000)  # expert circle radius, photo pixels
+FLOORS = (0.05, 0.1, 0.15, 0.2, 0.3)  # peak floors of the second-stage ceiling
 
 
 def circle_max(heat: np.ndarray, x: float, y: float, r: float) -> float:
@@ -65,6 +69,20 @@ def false_peak_distances(peaks: np.ndarray, circles: np.ndarray, scale: float) -
     return out
 
 
+def ceiling(photos: dict[str, tuple[float, np.ndarray]], circles: dict[str, list],
+            floors: tuple[float, ...] = FLOORS) -> list[dict]:
+    """Per floor, `glowai eval acne`'s recall and false positives per photo when every peak from the
+    floor up is marked; `photos`: name -> (analysis scale, peaks (N, 3) x, y, value in analysed px)."""
+    rows = []
+    for floor in floors:
+        entries = {name: {"points": [(float(x / scale), float(y / scale)) for x, y, value in peaks if value >= floor]}
+                   for name, (scale, peaks) in photos.items()}
+        scores = score_acne(entries, circles, breakdown=False)
+        rows.append({"floor": floor, "recall": scores["recall"], "fp_per_image": scores["fp_per_image"],
+                     "peaks_per_photo": round(sum(len(e["points"]) for e in entries.values()) / max(1, len(entries)), 1)})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, type=Path, help="ACNE04-like folder (images/ + acne04v2_lesions.json)")
@@ -76,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     circles = _lesions(args.data)
     rows = []  # (radius in photo px, highest heat inside)
     distances: list[float] = []
+    all_peaks = {}  # name -> (scale, peaks on the skin from the lowest floor up)
     for path, analysis in acne_analyses(args.data, args.weights, keep_lesion_heat=True):
         seg = analysis.segmentation
         if seg.lesion_heat is None:
@@ -87,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((r, circle_max(heat, x * s, y * s, r * s)))
         if len(truth):
             distances += false_peak_distances(lesion_peaks(heat, args.fp_threshold), truth, s)
+        all_peaks[path.name] = (s, lesion_peaks(heat, min(FLOORS)))
     rows = np.array(rows).reshape(-1, 2)
     from core.segmentation import Segmenter, SegmenterOptions
 
@@ -112,10 +132,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {row['radius']:>7}: {row['circles']:>5} circles, {row['reach_threshold']:.1%} / {row['reach_0.2']:.1%}")
     print(f"false peaks at {args.fp_threshold}: {len(distances)}; near an unmatched circle: "
           + ", ".join(f"{k.replace('_', ' ')} {v:.1%}" for k, v in near.items() if v is not None))
+    limits = ceiling(all_peaks, circles)
+    print("second-stage ceiling (every peak on the skin from the floor up marked):")
+    for row in limits:
+        print(f"  floor {row['floor']:<4}: recall {row['recall']:.3f} at {row['fp_per_image']:6.2f} FP/photo "
+              f"({row['peaks_per_photo']} peaks a photo)")
     if args.json:
         args.json.write_text(json.dumps({"weights": args.weights, "peak_threshold": peak_threshold, "bands": bands,
                                          "by_radius": radii, "fp_threshold": args.fp_threshold,
-                                         "false_peaks": len(distances), **near}, indent=1))
+                                         "false_peaks": len(distances), **near, "ceiling": limits}, indent=1))
     return 0
 
 

@@ -265,3 +265,11 @@ def test_the_miss_diagnosis_reads_heat_inside_circles_and_finds_near_false_peaks
     peaks = np.array([[20, 20, 0.9], [68, 60, 0.8], [4, 76, 0.7]], np.float32)  # analysed px = 2x photo px
     distances = script.false_peak_distances(peaks, circles, scale=2.0)
     assert distances == pytest.approx([2.0, np.hypot(28, 8) / 2])  # only the unmatched circle counts
+    # the second-stage ceiling: every peak from the floor up marked, scored as `glowai eval acne` does
+    photos = {"a.jpg": (2.0, peaks), "b.jpg": (1.0, np.array([[5, 5, 0.12], [30, 30, 0.08]], np.float32))}
+    truth = {"a.jpg": [(10.0, 10.0, 3.0), (30.0, 30.0, 2.0)], "b.jpg": [(5.0, 5.0, 2.0), (30.0, 30.0, 2.0)]}
+    rows = {row["floor"]: row for row in script.ceiling(photos, truth, floors=(0.05, 0.1, 0.75, 0.95))}
+    assert rows[0.05]["recall"] == pytest.approx(3 / 4) and rows[0.05]["fp_per_image"] == pytest.approx(1.0)
+    assert rows[0.1]["recall"] == pytest.approx(2 / 4) and rows[0.1]["fp_per_image"] == pytest.approx(1.0)
+    assert rows[0.75]["recall"] == pytest.approx(1 / 4) and rows[0.75]["fp_per_image"] == pytest.approx(0.5)
+    assert rows[0.95]["recall"] == 0.0 and rows[0.95]["peaks_per_photo"] == 0.0
