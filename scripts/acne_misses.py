@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with Segmenter(SegmenterOptions(weights=args.weights)) as segmenter:
         peak_threshold = segmenter.lesion_threshold
+        verified = segmenter.verifier is not None  # then the threshold applies to sqrt(heat x p), not the heat
     bands = [{"heat": f"{lo}-{hi}", "share": round(float(np.mean((rows[:, 1] >= lo) & (rows[:, 1] < hi))), 3)}
              for lo, hi in zip(BANDS[:-1], BANDS[1:], strict=True)]
     radii = []
@@ -127,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(rows)} expert circles; highest heat inside each:")
     for band in bands:
         print(f"  {band['heat']:>9}: {band['share']:.1%}")
-    print(f"by radius (photo px), share reaching the peak threshold {peak_threshold} / 0.2:")
+    what = "the marking threshold" + (" (with the verifier it scores sqrt(heat x p); here the heat)" if verified else "")
+    print(f"by radius (photo px), share reaching {what} {peak_threshold} / 0.2:")
     for row in radii:
         print(f"  {row['radius']:>7}: {row['circles']:>5} circles, {row['reach_threshold']:.1%} / {row['reach_0.2']:.1%}")
     print(f"false peaks at {args.fp_threshold}: {len(distances)}; near an unmatched circle: "
