@@ -273,3 +273,68 @@ def test_the_miss_diagnosis_reads_heat_inside_circles_and_finds_near_false_peaks
     assert rows[0.1]["recall"] == pytest.approx(2 / 4) and rows[0.1]["fp_per_image"] == pytest.approx(1.0)
     assert rows[0.75]["recall"] == pytest.approx(1 / 4) and rows[0.75]["fp_per_image"] == pytest.approx(0.5)
     assert rows[0.95]["recall"] == 0.0 and rows[0.95]["peaks_per_photo"] == 0.0
+
+
+def _script(name: str):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def test_flip_augmentation_lines_the_mirrored_heat_up_with_the_crop(lesion_run, isolated_cache, monkeypatch):
+    """scripts/lesion_tta.py: for a network whose heat is a pixelwise function of its input (so a
+    mirrored pass gives the mirrored map), the flip-averaged heat equals the single pass at every
+    crop pixel, also where the input was padded on the right to a multiple of 32; and a larger input
+    size gives the heat at the crop's size."""
+    from core.segmentation import Segmenter
+
+    script = _script("lesion_tta")
+    run, _, _ = lesion_run
+    segmenter = Segmenter(SegmenterOptions(weights=str(run / "best.safetensors"), runtime="torch-fp32"))
+    forward = segmenter._forward
+
+    def pixelwise(x: np.ndarray) -> np.ndarray:
+        out = forward(x)
+        out[0, NUM_CLASSES] = 3.0 * x[0, 0] - x[0, 2]
+        return out
+
+    monkeypatch.setattr(segmenter, "_forward", pixelwise)
+    rng = np.random.default_rng(3)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (120, 150, 3), dtype=np.uint8), (5, 5), 0)
+    skin = np.zeros((120, 150), bool)
+    skin[30:70, 20:75] = True  # a 55 x 40 box: padded to a multiple of 32 on the right and bottom
+    once, box = script.crop_heat(segmenter, image, skin, 64, flip=False)
+    both, same_box = script.crop_heat(segmenter, image, skin, 64, flip=True)
+    assert box == same_box and once.shape == (box[3] - box[1], box[2] - box[0])
+    np.testing.assert_allclose(both, once, atol=1e-5)
+    assert np.ptp(once) > 0.1  # the map varies, so a misaligned mirror would show
+    larger, _ = script.crop_heat(segmenter, image, skin, 96, flip=False)
+    assert larger.shape == once.shape
+
+
+def test_lesion_tta_reports_every_setting_with_its_cost(lesion_run, isolated_cache, tmp_path):
+    import json
+    import shutil
+
+    script = _script("lesion_tta")
+    run, _, acne = lesion_run
+    data = Path(shutil.copytree(acne, tmp_path / "acne"))
+    labels = json.loads((data / "acne04v2_lesions.json").read_text())
+    shutil.copy(data / "images" / "levle2_1.jpg", data / "images" / "levle2_3.jpg")  # both halves annotated
+    labels["images"].append({**labels["images"][0], "id": 7, "file_name": "levle2_3.jpg"})
+    labels["annotations"] += [{**a, "id": 70 + k, "image_id": 7} for k, a in enumerate(labels["annotations"][:3])]
+    (data / "acne04v2_lesions.json").write_text(json.dumps(labels))
+    out = tmp_path / "tta.json"
+    assert script.main(["--data", str(data), "--weights", str(run / "best.safetensors"), "--runtime", "torch-fp32",
+                        "--sizes", "128,192", "--flip", "--floor", "0.0", "--max-fp", "1000", "--json", str(out)]) == 0
+    results = json.loads(out.read_text())["results"]
+    assert [(r["size"], r["flip"], r["cost"]) for r in results] == [(128, False, 1.0), (128, True, 2.0),
+                                                                    (192, False, 2.25), (192, True, 4.5)]
+    for r in results:  # floor 0 and no FP limit: every peak on the skin is a candidate
+        assert 0.0 <= r["heat"]["held_out"]["recall"] <= 1.0 and 0.0 <= r["heat"]["calibration"]["recall"] <= 1.0
+        assert r["heat"]["threshold"] == script.THRESHOLDS[0] or r["heat"]["calibration"]["recall"] > 0
+        assert r["verified"] is None  # the tiny model has no verifier
