@@ -7,7 +7,8 @@ averaged), and the heatmap peaks on the skin from the verifier's floor up become
 the model's verifier scores, as `glowai analyze` does. The marking threshold of each setting is
 chosen on half of the photos (even positions of the sorted names: the most recall at <= --max-fp
 false positives per photo) and scored on the other half, for the heat alone and for sqrt(heat x p).
-The cost of each setting is the network's pixels (and passes) against the default.
+The cost of each setting is the network's pixels (and passes) against the default. With
+--verifier-tta the verifier's p is the mean over the eight flips and quarter turns of each patch.
 
     .venv/bin/python scripts/lesion_tta.py --data ../shared/data/acne04-dev --sizes 512,640,768 --flip
 """
@@ -52,6 +53,21 @@ def crop_heat(segmenter, image: np.ndarray, skin: np.ndarray, size: int, flip: b
     return cv2.resize(sigmoid(logits), (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR), box
 
 
+class DihedralMean:
+    """A verifier whose probabilities are the mean over the eight flips and quarter turns of each patch."""
+
+    def __init__(self, verifier) -> None:
+        self.verifier = verifier
+
+    def score(self, image: np.ndarray, heat: np.ndarray, points: np.ndarray, heat_origin=(0, 0)) -> np.ndarray:
+        from core.lesion_verifier import cut_patches, normalise
+
+        patches = normalise(cut_patches(image, heat, points, heat_origin=heat_origin))
+        views = [patches, patches[..., ::-1], patches[..., ::-1, :], patches[..., ::-1, ::-1]]
+        views += [np.swapaxes(view, 2, 3) for view in views]
+        return np.mean([self.verifier.probabilities(np.ascontiguousarray(view)) for view in views], axis=0)
+
+
 def candidates(segmenter, image: np.ndarray, skin: np.ndarray, size: int, flip: bool, floor: float) -> np.ndarray:
     """(N, 4) x, y, heat, verifier p (1 without a verifier) of the peaks on the skin from `floor` up."""
     heat, (x0, y0, x1, y1) = crop_heat(segmenter, image, skin, size, flip)
@@ -90,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runtime", default="auto")
     parser.add_argument("--sizes", default=None, help="input long sides, comma-separated (default: the model's)")
     parser.add_argument("--flip", action="store_true", help="also each size with a mirrored second pass")
+    parser.add_argument("--verifier-tta", action="store_true", help="average the verifier over 8 views of each patch")
     parser.add_argument("--floor", type=float, default=None, help="candidate floor (default: the verifier's, else 0.2)")
     parser.add_argument("--max-fp", type=float, default=2.5)
     parser.add_argument("--json", type=Path)
@@ -98,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     segmenter = Segmenter(SegmenterOptions(weights=args.weights, runtime=args.runtime))
     if not segmenter.spec.lesion_head:
         parser.error(f"{segmenter.spec.name} has no lesion head")
+    if args.verifier_tta and segmenter.verifier is not None:
+        segmenter.verifier = DihedralMean(segmenter.verifier)
     floor = args.floor if args.floor is not None else (segmenter.verifier_floor if segmenter.verifier else 0.2)
     default = segmenter.spec.input_size
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else [default]

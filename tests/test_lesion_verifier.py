@@ -256,3 +256,28 @@ def test_verifier_calibration_scores_what_the_pipeline_reports(lesion_run, isola
         assert measured["count_mae"] == pytest.approx(result["count"]["all"]["count_mae"], abs=0.26)
     finally:
         weights.specs.cache_clear()
+
+
+def test_the_dihedral_mean_does_not_depend_on_how_the_photo_is_turned(tmp_path):
+    """scripts/lesion_tta.py --verifier-tta: the mean over the eight flips and quarter turns of a
+    patch is the same for the photo turned a quarter or mirrored, where the plain verifier differs."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "lesion_tta.py"
+    spec = importlib.util.spec_from_file_location("lesion_tta", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    save_verifier(tmp_path / "v.safetensors", width=4)
+    verifier = LesionVerifier(tmp_path / "v.safetensors")
+    averaged = script.DihedralMean(verifier)
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    heat = rng.random((64, 64)).astype(np.float32)
+    centre = np.array([[32.0, 32.0]], np.float32)  # its patch, pixels 16-47 both ways, turns into itself
+    turned, turned_heat = np.ascontiguousarray(np.rot90(image)), np.ascontiguousarray(np.rot90(heat))
+    mirrored, mirrored_heat = np.ascontiguousarray(image[:, ::-1]), np.ascontiguousarray(heat[:, ::-1])
+    base = averaged.score(image, heat, centre)
+    np.testing.assert_allclose(averaged.score(turned, turned_heat, centre), base, atol=1e-5)
+    np.testing.assert_allclose(averaged.score(mirrored, mirrored_heat, centre), base, atol=1e-5)
+    assert abs(float(verifier.score(turned, turned_heat, centre)[0]) - float(verifier.score(
+        image, heat, centre)[0])) > 1e-4  # the plain verifier sees the turned patch differently
