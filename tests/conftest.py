@@ -198,6 +198,17 @@ def lesion_run(tmp_path_factory, train_dataset):
     return run, best, root / "acne"
 
 
+def load_script(name: str):
+    """A script of scripts/ (NAME.py) as a module, to call its functions and main() in-process."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def segmenter_with_heat(weights: Path, heat_at: list[tuple[int, int]], isolated_cache,
                         heights: list[float] | None = None, count_threshold: float | None = None):
     """A real tiny lesion-head Segmenter whose heatmap logits are replaced by Gaussians at

@@ -24,7 +24,7 @@ from core.lesion_verifier import (
 )
 from core.model.data import lesion_heatmap
 from core.segmentation import Segmenter, SegmenterOptions
-from tests.conftest import EXAMPLES, segmenter_with_heat
+from tests.conftest import EXAMPLES, load_script, segmenter_with_heat
 
 ACNE = label_by_name("acne").index
 
@@ -153,17 +153,12 @@ def test_a_verifier_marks_by_the_combined_score_and_adds_its_probabilities_to_th
 
 
 def test_the_verifier_trains_on_candidates_and_resumes(lesion_run, tmp_path):
-    import importlib.util
-
     import pandas as pd
 
     from core.lesion_verifier import LesionVerifier
 
     run, _, acne = lesion_run
-    path = Path(__file__).resolve().parents[1] / "scripts" / "train_lesion_verifier.py"
-    spec = importlib.util.spec_from_file_location("train_lesion_verifier", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("train_lesion_verifier")
     out = tmp_path / "v"
     common = ["--data", str(acne), "--weights", str(run / "best.safetensors"), "--out", str(out),
               "--width", "4", "--batch", "64", "--val", "0", "--floor", "0.0", "--epochs", "2"]
@@ -190,7 +185,6 @@ def test_verifier_calibration_scores_what_the_pipeline_reports(lesion_run, isola
     photos and writes them into the registry; `glowai eval acne` with the written entry measures
     exactly the figures the script reported for all photos."""
     import dataclasses
-    import importlib.util
     import json
     import shutil
 
@@ -233,10 +227,7 @@ def test_verifier_calibration_scores_what_the_pipeline_reports(lesion_run, isola
     monkeypatch.setattr(weights, "REGISTRY_FILE", registry)
     weights.specs.cache_clear()
     try:
-        path = Path(__file__).resolve().parents[1] / "scripts" / "calibrate_lesion_verifier.py"
-        spec = importlib.util.spec_from_file_location("calibrate_lesion_verifier", path)
-        script = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(script)
+        script = load_script("calibrate_lesion_verifier")
         out = tmp_path / "calibration.json"
         assert script.main(["--data", str(data), "--weights", "tiny-verified", "--runtime", "torch-fp32", "--max-fp", "60",
                             "--json", str(out), "--registry"]) == 0
@@ -261,12 +252,7 @@ def test_verifier_calibration_scores_what_the_pipeline_reports(lesion_run, isola
 def test_the_dihedral_mean_does_not_depend_on_how_the_photo_is_turned(tmp_path):
     """scripts/lesion_tta.py --verifier-tta: the mean over the eight flips and quarter turns of a
     patch is the same for the photo turned a quarter or mirrored, where the plain verifier differs."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "lesion_tta.py"
-    spec = importlib.util.spec_from_file_location("lesion_tta", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("lesion_tta")
     save_verifier(tmp_path / "v.safetensors", width=4)
     verifier = LesionVerifier(tmp_path / "v.safetensors")
     averaged = script.DihedralMean(verifier)

@@ -14,7 +14,7 @@ from core.model.data import Example, augment, lesion_heatmap, load_acne04, mask_
 from core.model.train import TrainConfig, count_matches, focal_heatmap_loss, train
 from core.segmentation import SegmenterOptions
 from tests.conftest import LESION_TINY as TINY
-from tests.conftest import make_acne04_like, segmenter_with_heat
+from tests.conftest import load_script, make_acne04_like, segmenter_with_heat
 
 ACNE = label_by_name("acne").index
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples"
@@ -247,12 +247,7 @@ def test_report_counts_lesions_from_the_heatmap_mass(lesion_run, isolated_cache)
 
 
 def test_the_miss_diagnosis_reads_heat_inside_circles_and_finds_near_false_peaks():
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "acne_misses.py"
-    spec = importlib.util.spec_from_file_location("acne_misses", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("acne_misses")
     heat = np.zeros((40, 40), np.float32)
     heat[10, 10] = 0.9  # inside the first circle
     heat[10, 16] = 0.5  # just outside it (radius 3)
@@ -275,16 +270,6 @@ def test_the_miss_diagnosis_reads_heat_inside_circles_and_finds_near_false_peaks
     assert rows[0.95]["recall"] == 0.0 and rows[0.95]["peaks_per_photo"] == 0.0
 
 
-def _script(name: str):
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
-
-
 def test_flip_augmentation_lines_the_mirrored_heat_up_with_the_crop(lesion_run, isolated_cache, monkeypatch):
     """scripts/lesion_tta.py: for a network whose heat is a pixelwise function of its input (so a
     mirrored pass gives the mirrored map), the flip-averaged heat equals the single pass at every
@@ -292,7 +277,7 @@ def test_flip_augmentation_lines_the_mirrored_heat_up_with_the_crop(lesion_run, 
     size gives the heat at the crop's size."""
     from core.segmentation import Segmenter
 
-    script = _script("lesion_tta")
+    script = load_script("lesion_tta")
     run, _, _ = lesion_run
     segmenter = Segmenter(SegmenterOptions(weights=str(run / "best.safetensors"), runtime="torch-fp32"))
     forward = segmenter._forward
@@ -320,7 +305,7 @@ def test_lesion_tta_reports_every_setting_with_its_cost(lesion_run, isolated_cac
     import json
     import shutil
 
-    script = _script("lesion_tta")
+    script = load_script("lesion_tta")
     run, _, acne = lesion_run
     data = Path(shutil.copytree(acne, tmp_path / "acne"))
     labels = json.loads((data / "acne04v2_lesions.json").read_text())

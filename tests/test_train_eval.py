@@ -15,7 +15,7 @@ from core.model.compare import compare
 from core.model.data import Example, augment
 from core.model.evaluate import _match, eval_acne, eval_segmentation, red_spots
 from core.model.train import TrainConfig, confusion, iou_from_confusion, train
-from tests.conftest import make_acne04_like
+from tests.conftest import load_script, make_acne04_like
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples"
 TINY = dict(encoder="tu-mobilenetv3_small_050", decoder_channels=(16, 16, 8, 8, 8), batch=4, patch=64,
@@ -174,14 +174,10 @@ def test_eval_acne_on_a_tiny_acne04_like_folder(tmp_path, trained):
 def test_condition_calibration_scores_what_the_segmenter_labels(trained, dataset, tmp_path):
     """scripts/calibrate_conditions.py: thresholds chosen on half the held-out identities; its IoU
     tables are those `eval_segmentation` measures with the same thresholds on the real Segmenter."""
-    import importlib.util
     import json
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "calibrate_conditions.py"
-    spec = importlib.util.spec_from_file_location("calibrate_conditions", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
     import shutil
+
+    script = load_script("calibrate_conditions")
 
     weights = str(trained / "best.safetensors")
     out = tmp_path / "calibration.json"
