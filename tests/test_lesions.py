@@ -191,7 +191,7 @@ def test_eval_compare_runs_two_models_on_one_folder(lesion_run, isolated_cache, 
     from apps.cli.main import main
 
     run, _, acne = lesion_run
-    out = tmp_path / "cmp.json"
+    out = tmp_path / "eval" / "new" / "cmp.json"  # folders that do not exist yet: made, the figures kept
     assert main(["eval", "compare", "baseline:redspot", str(run / "best.safetensors"), "--data", str(acne),
                  "--json", str(out), "--quiet"]) == 0
     rows = {row["metric"]: row for row in json.loads(out.read_text())}
@@ -199,8 +199,8 @@ def test_eval_compare_runs_two_models_on_one_folder(lesion_run, isolated_cache, 
     columns = [c for c in rows["recall"] if c != "metric"]
     assert len(columns) == 2 and columns[0].startswith("A: baseline:redspot")
     assert rows["recall"][columns[0]] == 1.0  # the red-spot baseline finds the three drawn spots
-    saved = sorted(p.name for p in tmp_path.glob("cmp.*.json"))
-    assert saved == ["cmp.baseline-redspot.json", "cmp.glowai-unet.json"]
+    saved = sorted(p.name for p in out.parent.glob("cmp.*"))
+    assert saved == ["cmp.baseline-redspot.json", "cmp.glowai-unet.json", "cmp.json", "cmp.png"]
     assert "levle2 recall" in capsys.readouterr().out
 
 

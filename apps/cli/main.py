@@ -114,6 +114,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise GlowAIError("usage: glowai eval compare A B [C ...] [--data DIR] [--json OUT]; each a run folder, "
                               "an eval .json, or with --data a model name, .safetensors or baseline:redspot")
         png = Path(args.json).with_suffix(".png") if args.json else None
+        if png is not None:  # before the evaluations, which can take minutes: a folder that cannot be made fails now
+            png.parent.mkdir(parents=True, exist_ok=True)
         results: dict[str, dict] = {}
         table = compare_all(args.runs, png, Path(args.data) if args.data else None, progress=not args.quiet,
                             results=results)

@@ -8,6 +8,7 @@ become rows such as `levle2 recall` or `dark count_mae`, so one table holds them
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import GlowAIError
+from core.files import write_atomic
 
 ACNE_KEYS = ("recall", "precision", "fp_per_image", "count_mae", "spearman")
 
@@ -107,5 +109,7 @@ def _plot(table: pd.DataFrame, out_png: Path) -> None:
     ax.set_xticks(x, numeric["metric"], rotation=30, ha="right")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out_png, dpi=90)
+    picture = io.BytesIO()
+    fig.savefig(picture, format="png", dpi=90)
     plt.close(fig)
+    write_atomic(Path(out_png), picture.getvalue())  # makes the folder; never a half-written file
