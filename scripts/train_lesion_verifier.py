@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
 
     metrics = args.out / "metrics.csv"
     if first == 0:
-        metrics.write_text("epoch,loss,val_auc,heat_auc,seconds\n")
+        metrics.write_text("epoch,loss,val_auc,heat_auc,combined_auc,seconds\n")
     heat_auc = roc_auc(data["labels"][val_index], data["heat"][val_index]) if len(val_index) else float("nan")
     from tqdm import tqdm
 
@@ -183,13 +183,16 @@ def main(argv: list[str] | None = None) -> int:
             optimiser.step()
             schedule.step()
             total += loss.item()
-        val_auc = roc_auc(data["labels"][val_index], predict(val_index)) if len(val_index) else float("nan")
+        held_p = predict(val_index)
+        val_auc = roc_auc(data["labels"][val_index], held_p) if len(val_index) else float("nan")
+        combined_auc = (roc_auc(data["labels"][val_index], np.sqrt(data["heat"][val_index] * held_p))
+                        if len(val_index) else float("nan"))  # what the Segmenter marks by: sqrt(heat x p)
         seconds = time.time() - started
         print(f"epoch {epoch + 1}: loss {total / max(1, steps_per_epoch):.4f}  held-out AUC {val_auc:.4f} "
-              f"(heat alone {heat_auc:.4f})  {seconds:.0f} s", flush=True)
+              f"(heat alone {heat_auc:.4f}, sqrt(heat x p) {combined_auc:.4f})  {seconds:.0f} s", flush=True)
         with open(metrics, "a", newline="") as handle:
             csv.writer(handle).writerow([epoch + 1, round(total / max(1, steps_per_epoch), 5), round(val_auc, 5),
-                                         round(heat_auc, 5), round(seconds, 1)])
+                                         round(heat_auc, 5), round(combined_auc, 5), round(seconds, 1)])
         tensors = {k: v.contiguous() for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
         meta = verifier_metadata(args.width, channels=channels,
                                  extra={"epoch": epoch + 1, "val_auc": round(val_auc, 4), "floor": args.floor,

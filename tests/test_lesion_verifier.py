@@ -169,7 +169,9 @@ def test_the_verifier_trains_on_candidates_and_resumes(lesion_run, tmp_path):
     assert list(pd.read_csv(out / "metrics.csv")["epoch"]) == [1]
     half = (out / "verifier.safetensors").read_bytes()
     assert module.main([*common, "--resume"]) == 0
-    assert list(pd.read_csv(out / "metrics.csv")["epoch"]) == [1, 2]
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert list(metrics["epoch"]) == [1, 2]
+    assert list(metrics.columns) == ["epoch", "loss", "val_auc", "heat_auc", "combined_auc", "seconds"]
     assert (out / "verifier.safetensors").read_bytes() != half
     with pytest.raises(SystemExit):  # another plan cannot go on from this state
         module.main([*common[:-1], "3", "--resume"])
