@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from core.labels import label_by_name  # noqa: E402
 from core.lesions import lesion_density, lesion_peaks  # noqa: E402
-from core.model.evaluate import _lesions, acne_analyses, lesion_points, score_acne  # noqa: E402
+from core.model.evaluate import _lesions, acne_analyses, choose_by_recall, dev_halves, lesion_points, score_acne  # noqa: E402
 
 LESION_THRESHOLDS = (0.6, 0.55, 0.5, *(t / 100 for t in range(48, 19, -1)), 0.15, 0.1)  # 0.01 apart where it matters
 MASS_FLOORS = (0.03, 0.05, 0.08, 0.1)
@@ -93,8 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                 entries[name] = {"points": lesion_points(spots, scale, args.min_area)}
         return score_acne(entries, circles, breakdown=False)
 
-    names = [p[0] for p in photos]
-    halves = {"calibration": set(names[0::2]), "held_out": set(names[1::2]), "all": set(names)}
+    halves = dev_halves(p[0] for p in photos)
     table = []
     print(f"{'threshold':>9} | {'half':<11} | recall  precision  FP/photo  count MAE  Spearman")
     for threshold in (LESION_THRESHOLDS if lesion_head else (None, *THRESHOLDS)):
@@ -105,13 +104,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{'argmax' if threshold is None else threshold:>9} | {half:<11} | {m['recall']:.3f}   "
                   f"{m['precision'] or 0:.3f}      {m['fp_per_image']:>6.2f}    {m['count_mae']:>7.2f}    {m['spearman'] if m['spearman'] is not None else float('nan'):.3f}")
         table.append(row)
-    allowed = [r for r in table if r["calibration"]["fp_per_image"] <= args.max_fp]
-    if allowed:
-        chosen = max(allowed, key=lambda r: r["calibration"]["recall"])
-        rule = f"the most recall at FP/photo <= {args.max_fp}"
-    else:  # no threshold is strict enough: say so, and take the one with the fewest false positives
-        chosen = min(table, key=lambda r: r["calibration"]["fp_per_image"])
-        rule = f"no threshold reaches FP/photo <= {args.max_fp}; fewest false positives"
+    chosen, met = choose_by_recall(table, args.max_fp)
+    rule = (f"the most recall at FP/photo <= {args.max_fp}" if met  # else say so: the fewest false positives
+            else f"no threshold reaches FP/photo <= {args.max_fp}; fewest false positives")
     label = "argmax" if chosen["threshold"] is None else chosen["threshold"]
     print(f"\nchosen on the calibration half ({rule}): {label}")
     print(f"held out: recall {chosen['held_out']['recall']}, FP/photo {chosen['held_out']['fp_per_image']}, "

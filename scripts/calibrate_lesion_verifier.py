@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from core.lesion_verifier import combined_score  # noqa: E402
 from core.lesions import lesion_density  # noqa: E402
-from core.model.evaluate import _lesions, acne_analyses, score_acne  # noqa: E402
+from core.model.evaluate import _lesions, acne_analyses, choose_by_recall, dev_halves, score_acne, score_marked  # noqa: E402
 
 THRESHOLDS = tuple(round(t, 3) for t in np.arange(0.25, 0.7001, 0.005))  # the FP rate moves ~0.3 a photo per 0.01
 HEAT_THRESHOLDS = tuple(round(t, 3) for t in np.arange(0.2, 0.601, 0.01))
@@ -75,25 +75,19 @@ def main(argv: list[str] | None = None) -> int:
         candidates = candidates[candidates[:, 2] >= candidate_floor]
         photos[path.name] = (analysis.scale, candidates, mass)
     names = sorted(photos)
-    halves = {"calibration": set(names[0::2]), "held_out": set(names[1::2]), "all": set(names)}
-
-    def marking(values: dict[str, np.ndarray], threshold: float, members: set[str]) -> dict:
-        entries = {name: {"points": [(float(x / photos[name][0]), float(y / photos[name][0]))
-                                     for x, y in photos[name][1][values[name] >= threshold, :2]]} for name in members}
-        return score_acne(entries, circles, breakdown=False)
+    halves = dev_halves(names)
 
     def sweep(values: dict[str, np.ndarray], grid: tuple, label: str) -> tuple[list, dict]:
         print(f"\n{label}\n{'threshold':>9} | {'half':<11} | recall  precision  FP/photo")
         table = []
         for threshold in grid:
-            row = {"threshold": threshold, **{half: marking(values, threshold, members) for half, members in halves.items()}}
+            row = {"threshold": threshold, **{half: score_marked(photos, values, threshold, members, circles)
+                                              for half, members in halves.items()}}
             for half in halves:
                 m = row[half]
                 print(f"{threshold:>9} | {half:<11} | {m['recall']:.3f}   {m['precision'] or 0:.3f}      {m['fp_per_image']:>6.2f}")
             table.append(row)
-        allowed = [r for r in table if r["calibration"]["fp_per_image"] <= args.max_fp]
-        chosen = max(allowed, key=lambda r: r["calibration"]["recall"]) if allowed else \
-            min(table, key=lambda r: r["calibration"]["fp_per_image"])
+        chosen, _ = choose_by_recall(table, args.max_fp)
         print(f"chosen on the calibration half: {chosen['threshold']}; held out: recall {chosen['held_out']['recall']}, "
               f"FP/photo {chosen['held_out']['fp_per_image']}; all: recall {chosen['all']['recall']}, "
               f"FP/photo {chosen['all']['fp_per_image']}")

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from core.labels import NUM_CLASSES  # noqa: E402
 from core.lesion_verifier import combined_score  # noqa: E402
 from core.lesions import find_lesions  # noqa: E402
-from core.model.evaluate import BASELINE, _lesions, acne_analyses, score_acne  # noqa: E402
+from core.model.evaluate import BASELINE, _lesions, acne_analyses, choose_by_recall, dev_halves, score_marked  # noqa: E402
 from core.segmentation import sigmoid  # noqa: E402
 
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.1, 0.9, 0.01))
@@ -79,22 +79,13 @@ def candidates(segmenter, image: np.ndarray, skin: np.ndarray, size: int, flip: 
 
 
 def best_recall(photos: dict[str, tuple[float, np.ndarray]], score, circles: dict, max_fp: float) -> dict:
-    """The threshold with the most recall at <= max_fp FP/photo on the even half; both halves' figures."""
-    names = sorted(photos)
-    halves = {"calibration": names[0::2], "held_out": names[1::2]}
-    rows = []
-    for threshold in THRESHOLDS:
-        row = {"threshold": threshold}
-        for half, members in halves.items():
-            entries = {n: {"points": [(float(x / photos[n][0]), float(y / photos[n][0]))
-                                      for x, y in photos[n][1][score(photos[n][1]) >= threshold, :2]]}
-                       for n in members}
-            m = score_acne(entries, circles, breakdown=False)
-            row[half] = {"recall": m["recall"], "fp_per_image": m["fp_per_image"]}
-        rows.append(row)
-    allowed = [r for r in rows if r["calibration"]["fp_per_image"] <= max_fp]
-    return max(allowed, key=lambda r: r["calibration"]["recall"] or 0.0) if allowed else \
-        min(rows, key=lambda r: r["calibration"]["fp_per_image"])
+    """The threshold with the most recall at <= max_fp FP/photo on the calibration half of the photos
+    (`dev_halves`), with both halves' figures."""
+    halves = dev_halves(photos)
+    values = {name: score(found) for name, (_, found) in photos.items()}
+    table = [{"threshold": threshold, **{half: score_marked(photos, values, threshold, halves[half], circles)
+                                         for half in ("calibration", "held_out")}} for threshold in THRESHOLDS]
+    return choose_by_recall(table, max_fp)[0]
 
 
 def main(argv: list[str] | None = None) -> int:

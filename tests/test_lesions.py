@@ -323,3 +323,15 @@ def test_lesion_tta_reports_every_setting_with_its_cost(lesion_run, isolated_cac
         assert 0.0 <= r["heat"]["held_out"]["recall"] <= 1.0 and 0.0 <= r["heat"]["calibration"]["recall"] <= 1.0
         assert r["heat"]["threshold"] == script.THRESHOLDS[0] or r["heat"]["calibration"]["recall"] > 0
         assert r["verified"] is None  # the tiny model has no verifier
+
+
+def test_the_dev_split_and_the_recall_rule_of_the_calibration_scripts():
+    from core.model.evaluate import choose_by_recall, dev_halves
+
+    halves = dev_halves(["c.jpg", "a.jpg", "d.jpg", "b.jpg"])  # sorted first: a c calibrate, b d are held out
+    assert halves == {"calibration": {"a.jpg", "c.jpg"}, "held_out": {"b.jpg", "d.jpg"},
+                      "all": {"a.jpg", "b.jpg", "c.jpg", "d.jpg"}}
+    table = [{"threshold": t, "calibration": {"recall": r, "fp_per_image": fp}}
+             for t, r, fp in ((0.3, 0.6, 4.0), (0.4, 0.5, 2.4), (0.5, 0.4, 1.0), (0.6, None, 0.0))]
+    assert choose_by_recall(table, 2.5) == (table[1], True)  # the most recall within the budget, not overall
+    assert choose_by_recall(table[:1], 2.5) == (table[0], False)  # none within it: the fewest false positives

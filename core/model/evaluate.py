@@ -142,6 +142,35 @@ def grade_of(name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def dev_halves(names) -> dict[str, set[str]]:
+    """The split every dev-calibrating script uses: the sorted photo names at even positions choose
+    ("calibration"), those at odd positions score the choice ("held_out"); "all" holds both."""
+    names = sorted(names)
+    return {"calibration": set(names[0::2]), "held_out": set(names[1::2]), "all": set(names)}
+
+
+def choose_by_recall(table: list[dict], max_fp: float) -> tuple[dict, bool]:
+    """The row of `table` (each with a `score_acne` result per half) with the most recall on the
+    calibration half at <= max_fp false positives per photo there, and True; where no row is that
+    strict, the row with the fewest false positives, and False."""
+    allowed = [row for row in table if row["calibration"]["fp_per_image"] <= max_fp]
+    if allowed:
+        return max(allowed, key=lambda row: row["calibration"]["recall"] or 0.0), True
+    return min(table, key=lambda row: row["calibration"]["fp_per_image"]), False
+
+
+def score_marked(photos: dict[str, tuple], values: dict[str, np.ndarray], threshold: float, members,
+                 circles: dict[str, list]) -> dict:
+    """`score_acne` (no breakdown) of the photos in `members` when a candidate is marked where its
+    value reaches `threshold`; `photos`: name -> (analysis scale, candidates (N, >=2) x, y in
+    analysed pixels, ...), `values`: name -> (N,) the value each candidate is marked by."""
+    entries = {}
+    for name in members:
+        scale, found = photos[name][0], photos[name][1]
+        entries[name] = {"points": [(float(x / scale), float(y / scale)) for x, y in found[values[name] >= threshold, :2]]}
+    return score_acne(entries, circles, breakdown=False)
+
+
 def score_acne(photos: dict[str, dict], circles: dict[str, list], breakdown: bool = True) -> dict:
     """Lesion metrics from per-photo entries holding `points` (predicted lesion centres, photo
     pixels) and, optionally, `count` (the model's lesion count when it counts more than it marks;
