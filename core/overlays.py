@@ -39,22 +39,34 @@ def mask_overlay(image: np.ndarray, label_map: np.ndarray | None, alpha: float =
 
 
 def zone_overlay(image: np.ndarray, regions: FaceRegions, alpha: float = 0.45, labels: bool = True) -> np.ndarray:
-    """Tint every zone with its colour and write its name at its centre."""
+    """Tint every zone with its colour and write its name inside it (see `zone_label_points`)."""
     out = image.copy()
-    x0, y0 = _tint(out, regions.zone_map, {i: ZONE_COLORS[n] for i, n in enumerate(regions.zone_names, 1)}, alpha)
+    _tint(out, regions.zone_map, {i: ZONE_COLORS[n] for i, n in enumerate(regions.zone_names, 1)}, alpha)
     picture = Image.fromarray(out)
     if labels:
         draw = ImageDraw.Draw(picture)
         size = max(12, image.shape[1] // 45)
-        x, y, w, h = mask_bounds(regions.zone_map > 0)
-        zones = regions.zone_map[y:y + h, x:x + w]
-        for index, name in enumerate(regions.zone_names, start=1):
-            ys, xs = np.nonzero(zones == index)
-            if len(xs):
-                draw.text((float(np.median(xs)) + x, float(np.median(ys)) + y), ZONE_TITLES[name],
-                          fill=(255, 255, 255), font=font(size), anchor="mm", stroke_width=max(1, size // 8),
-                          stroke_fill=INK)
+        for name, (x, y) in zone_label_points(regions).items():
+            draw.text((x, y), ZONE_TITLES[name], fill=(255, 255, 255), font=font(size), anchor="mm",
+                      stroke_width=max(1, size // 8), stroke_fill=INK)
     return np.asarray(picture)
+
+
+def zone_label_points(regions: FaceRegions, min_share: float = 0.03) -> dict[str, tuple[float, float]]:
+    """Where each zone's name goes: the zone pixel nearest its median (the median of a curved zone,
+    a cheek seen from the side, can fall outside it). Zones under `min_share` of the skin (the far
+    cheek of a face in profile) get no name: it would cover the zones beside them."""
+    x, y, w, h = mask_bounds(regions.zone_map > 0)
+    zones = regions.zone_map[y:y + h, x:x + w]
+    total = np.count_nonzero(zones)
+    points = {}
+    for index, name in enumerate(regions.zone_names, start=1):
+        ys, xs = np.nonzero(zones == index)
+        if not len(xs) or len(xs) < min_share * total:
+            continue
+        nearest = np.argmin((xs - np.median(xs)) ** 2 + (ys - np.median(ys)) ** 2)
+        points[name] = (float(xs[nearest] + x), float(ys[nearest] + y))
+    return points
 
 
 def _tint(out: np.ndarray, index_map: np.ndarray, colours: dict[int, tuple[int, int, int]], alpha: float):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
 from core.detection import FaceDetector
 from core.mesh import FaceMesher, topology
-from core.regions import ZONES, RegionOptions, face_regions, triangle_zones, whole_frame_regions
+from core.regions import ZONES, FaceRegions, RegionOptions, face_regions, triangle_zones, whole_frame_regions
 
 
 @pytest.fixture(scope="module")
@@ -282,3 +283,26 @@ def test_landmarks_read_from_wire_bytes_equal_the_attribute_by_attribute_read(me
     landmarks.landmark[7].visibility = 0.5  # one record longer: the byte layout no longer fits
     assert np.array_equal(normalized_points(landmarks), expected)
     assert normalized_points(type(landmarks)()).shape == (0, 3)
+
+
+def test_zone_names_sit_inside_their_zones_and_slivers_get_none():
+    """A cheek seen from the side curves round: its median pixel lies outside it. The name must
+    go on the zone itself; a sliver (1 % of the skin) gets no name."""
+    from core.overlays import zone_label_points, zone_overlay
+
+    zone_map = np.zeros((200, 200), np.uint8)
+    zone_map[20:180, 20:50] = 1
+    zone_map[20:140, 60:180] = 2   # a block
+    zone_map[10:13, 60:120] = 3    # a sliver: 180 px of ~19,000
+    ring = np.zeros_like(zone_map)
+    cv2.circle(ring, (100, 100), 60, 1, 12)
+    regions = FaceRegions(zone_map > 0, zone_map, ("forehead", "nose", "chin"))
+    points = zone_label_points(regions)
+    assert set(points) == {"forehead", "nose"}
+    for name, (x, y) in points.items():
+        assert regions.zone_mask(name)[int(y), int(x)], name
+    ring_regions = FaceRegions(ring > 0, ring, ("forehead",))  # the ring's median is its empty centre
+    (x, y), = zone_label_points(ring_regions).values()
+    assert ring[int(y), int(x)] == 1
+    picture = zone_overlay(np.full((200, 200, 3), 128, np.uint8), regions)
+    assert picture.shape == (200, 200, 3) and not np.array_equal(picture[90, 120], picture[5, 5])
