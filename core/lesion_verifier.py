@@ -5,7 +5,8 @@ The U-Net's heatmap finds lesions by their local response; many of its weaker pe
 lesions it was unsure of, many others are flat red or brown post-acne marks, pores and shine that
 the experts do not circle. The verifier sees each candidate at the analysed photo's own resolution
 (RGB with the patch's mean colour removed, so skin tone and white balance matter less, plus the
-heatmap itself) and gives the probability that an expert would circle it. A candidate's score is
+heatmap itself; a "relative" verifier also divides each channel by that mean, so the same lesion
+on darker skin, whose colours differ by less in absolute terms, looks the same) and gives the probability that an expert would circle it. A candidate's score is
 the geometric mean of its peak heat and that probability (`combined_score`).
 
 Trained by scripts/train_lesion_verifier.py on the ACNE04 training photos (the segmentation
@@ -26,6 +27,10 @@ from core.errors import WeightsError
 
 PATCH = 32  # patch side, analysed pixels
 RGB_SPREAD = 0.08  # RGB (0-1) deviations from the patch mean are divided by this
+# "relative" contrast: deviations over (mean + RELATIVE_FLOOR) * RELATIVE_SPREAD, the same scale as
+# RGB_SPREAD at a mid-tone mean of 0.55
+RELATIVE_SPREAD, RELATIVE_FLOOR = 0.15, 0.02
+CONTRASTS = ("absolute", "relative")
 CHANNELS = 4  # R, G, B, lesion heat
 # (kind, width multiplier): 3x3 conv + BatchNorm + ReLU blocks and 2x2 max pools, then global
 # average pooling and one linear unit. The torch module indices follow this list.
@@ -66,13 +71,21 @@ def cut_patches(image: np.ndarray, heat: np.ndarray, points: np.ndarray, margin:
     return out
 
 
-def normalise(raw: np.ndarray) -> np.ndarray:
+def normalise(raw: np.ndarray, contrast: str = "absolute") -> np.ndarray:
     """The network's input from raw PATCH x PATCH patches (as `cut_patches` with margin 0): RGB
-    minus each patch's mean colour, over RGB_SPREAD; the heat as it is."""
+    minus each patch's mean colour, over RGB_SPREAD ("absolute") or over that mean colour itself
+    ("relative": each channel's ratio to the patch's own colour, see RELATIVE_SPREAD); the heat as
+    it is."""
+    if contrast not in CONTRASTS:
+        raise ValueError(f"contrast {contrast!r}: use one of {CONTRASTS}")
     out = np.array(raw, np.float32)
     rgb = out[:, :3]
-    rgb -= rgb.mean(axis=(2, 3), keepdims=True)
-    rgb *= np.float32(1 / RGB_SPREAD)
+    mean = rgb.mean(axis=(2, 3), keepdims=True)
+    rgb -= mean
+    if contrast == "relative":
+        rgb /= (mean + np.float32(RELATIVE_FLOOR)) * np.float32(RELATIVE_SPREAD)
+    else:
+        rgb *= np.float32(1 / RGB_SPREAD)
     return out
 
 
@@ -148,7 +161,7 @@ class LesionVerifier:
 
     def __init__(self, path: Path, sha256: str | None = None, threads: int | None = None) -> None:
         import onnxruntime as ort
-        from safetensors import SafetensorError
+        from safetensors import SafetensorError, safe_open
         from safetensors.numpy import load_file
 
         from weights import verify
@@ -161,6 +174,10 @@ class LesionVerifier:
             tensors = load_file(str(path))
         except (SafetensorError, OSError, ValueError) as err:
             raise WeightsError(f"{path.name}: not a readable safetensors file ({str(err)[:80]})") from None
+        with safe_open(str(path), "np") as handle:
+            self.contrast = (handle.metadata() or {}).get("contrast", "absolute")
+        if self.contrast not in CONTRASTS:
+            raise WeightsError(f"{path.name}: unknown contrast {self.contrast!r} in its metadata")
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -179,11 +196,12 @@ class LesionVerifier:
               heat_origin: tuple[int, int] = (0, 0)) -> np.ndarray:
         """Each candidate's probability: `points` (N, >=2) x, y in pixels of `image` (RGB uint8),
         `heat` the lesion heatmap, 0 off skin, its pixel (0, 0) at the image's `heat_origin`."""
-        return self.probabilities(normalise(cut_patches(image, heat, points, heat_origin=heat_origin)))
+        return self.probabilities(normalise(cut_patches(image, heat, points, heat_origin=heat_origin), self.contrast))
 
 
-def verifier_metadata(width: int, extra: dict | None = None, channels: int = CHANNELS) -> dict[str, str]:
+def verifier_metadata(width: int, extra: dict | None = None, channels: int = CHANNELS,
+                      contrast: str = "absolute") -> dict[str, str]:
     """safetensors metadata of a verifier checkpoint."""
-    return {"kind": "glowai-lesion-verifier", "width": str(width), "channels": str(channels),
+    return {"kind": "glowai-lesion-verifier", "width": str(width), "channels": str(channels), "contrast": contrast,
             "layout": json.dumps(LAYOUT),
             **{k: json.dumps(v) for k, v in (extra or {}).items()}}

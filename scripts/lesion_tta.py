@@ -62,7 +62,7 @@ class DihedralMean:
     def score(self, image: np.ndarray, heat: np.ndarray, points: np.ndarray, heat_origin=(0, 0)) -> np.ndarray:
         from core.lesion_verifier import cut_patches, normalise
 
-        patches = normalise(cut_patches(image, heat, points, heat_origin=heat_origin))
+        patches = normalise(cut_patches(image, heat, points, heat_origin=heat_origin), self.verifier.contrast)
         views = [patches, patches[..., ::-1], patches[..., ::-1, :], patches[..., ::-1, ::-1]]
         views += [np.swapaxes(view, 2, 3) for view in views]
         return np.mean([self.verifier.probabilities(np.ascontiguousarray(view)) for view in views], axis=0)

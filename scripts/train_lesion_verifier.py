@@ -31,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.lesion_verifier import PATCH, build_verifier, cut_patches, normalise, verifier_metadata  # noqa: E402
+from core.lesion_verifier import CONTRASTS, PATCH, build_verifier, cut_patches, normalise, verifier_metadata  # noqa: E402
 from core.lesions import lesion_peaks  # noqa: E402
 
 MARGIN = 4  # jitter room, pixels each side
@@ -96,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--rgb-only", action="store_true",
                         help="the patch's colours only, not the heatmap (the score multiplies in the heat anyway)")
+    parser.add_argument("--contrast", choices=CONTRASTS, default="absolute",
+                        help="patch colours minus their mean over a fixed spread (absolute) or over the mean "
+                             "itself (relative: the same lesion on darker skin gives the same input)")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--val", type=int, default=40, help="photos held out (the segmentation model's --real-val)")
@@ -148,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     def batch(index: np.ndarray, augment: bool) -> torch.Tensor:
         raw = data["patches"][index]
         dx, dy = rng.integers(0, 2 * MARGIN + 1, 2) if augment else (MARGIN, MARGIN)
-        x = normalise(raw[:, :, dy:dy + PATCH, dx:dx + PATCH])[:, :channels]
+        x = normalise(raw[:, :, dy:dy + PATCH, dx:dx + PATCH], args.contrast)[:, :channels]
         if augment:  # flips, quarter turns, contrast: lesions have no up or left
             if rng.random() < 0.5:
                 x = x[:, :, :, ::-1]
@@ -194,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             csv.writer(handle).writerow([epoch + 1, round(total / max(1, steps_per_epoch), 5), round(val_auc, 5),
                                          round(heat_auc, 5), round(combined_auc, 5), round(seconds, 1)])
         tensors = {k: v.contiguous() for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
-        meta = verifier_metadata(args.width, channels=channels,
+        meta = verifier_metadata(args.width, channels=channels, contrast=args.contrast,
                                  extra={"epoch": epoch + 1, "val_auc": round(val_auc, 4), "floor": args.floor,
                                         "segmenter": args.weights or "default"})
         save_file(tensors, str(args.out / ".last.tmp"), metadata=meta)

@@ -29,7 +29,8 @@ from tests.conftest import EXAMPLES, load_script, segmenter_with_heat
 ACNE = label_by_name("acne").index
 
 
-def save_verifier(path, width: int = 4, seed: int = 0, bias: float | None = None, channels: int = 4):
+def save_verifier(path, width: int = 4, seed: int = 0, bias: float | None = None, channels: int = 4,
+                  contrast: str = "absolute"):
     """A tiny real verifier with random weights and BatchNorm statistics (or, with `bias`, one whose
     output is sigmoid(bias) for every patch). Returns the torch network (eval mode)."""
     from safetensors.torch import save_file
@@ -49,8 +50,42 @@ def save_verifier(path, width: int = 4, seed: int = 0, bias: float | None = None
             net[-1].bias.fill_(bias)
     net.eval()
     tensors = {k: v.contiguous() for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
-    save_file(tensors, str(path), metadata=verifier_metadata(width, channels=channels))
+    save_file(tensors, str(path), metadata=verifier_metadata(width, channels=channels, contrast=contrast))
     return net
+
+
+def test_relative_contrast_sees_a_lesion_on_darker_skin_as_on_lighter():
+    """A patch at half the brightness (the same skin and lesion, darker) keeps its relative input
+    within a few percent; its absolute input halves."""
+    rng = np.random.default_rng(3)
+    light = rng.uniform(0.5, 0.8, (5, 4, PATCH, PATCH)).astype(np.float32)
+    dark = light.copy()
+    dark[:, :3] *= 0.5
+    for contrast, most in (("relative", 0.06), ("absolute", 0.55)):
+        a, b = normalise(light, contrast)[:, :3], normalise(dark, contrast)[:, :3]
+        change = np.abs(a - b).sum() / np.abs(a).sum()
+        assert change < most and (contrast == "relative" or change > 0.45), (contrast, change)
+    with pytest.raises(ValueError, match="contrast"):
+        normalise(light, "log")
+
+
+def test_a_verifier_reads_its_contrast_from_its_checkpoint(tmp_path):
+    save_verifier(tmp_path / "rel.safetensors", contrast="relative")
+    verifier = LesionVerifier(tmp_path / "rel.safetensors")
+    assert verifier.contrast == "relative"
+    rng = np.random.default_rng(2)
+    image = rng.integers(10, 110, (96, 96, 3), dtype=np.uint8)  # dark skin: relative input twice the absolute
+    heat = rng.random((96, 96)).astype(np.float32)
+    points = np.array([[30.0, 40.0], [60.0, 50.0], [10.0, 85.0]])
+    raw = cut_patches(image, heat, points)
+    assert np.allclose(verifier.score(image, heat, points), verifier.probabilities(normalise(raw, "relative")), atol=1e-6)
+    assert not np.allclose(verifier.score(image, heat, points), verifier.probabilities(normalise(raw)), atol=1e-3)
+    from safetensors.torch import load_file, save_file
+
+    save_file(load_file(str(tmp_path / "rel.safetensors")), str(tmp_path / "odd.safetensors"),
+              metadata={**verifier_metadata(4), "contrast": "log"})
+    with pytest.raises(WeightsError, match="contrast"):
+        LesionVerifier(tmp_path / "odd.safetensors")
 
 
 @pytest.mark.parametrize("channels", [4, 3])
