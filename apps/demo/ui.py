@@ -71,8 +71,8 @@ def about_markdown() -> str:
         if spec.lesion_verifier:
             limits += (" Before a spot is marked, a second small network looks at the skin around it, which "
                        "tells raised spots from flat marks a little better; about a third of the spots experts "
-                       "circle on ACNE04 are marked, fewer on darker skin (ACNE04 has few photos of dark-skinned "
-                       "people).")
+                       "circle on ACNE04 are marked, fewer in dim light; it has not been measured on dark skin "
+                       "(ACNE04 has almost no photos of dark-skinned people).")
         elif spec.lesion_count_threshold is not None and spec.lesion_count_threshold < spec.lesion_threshold:
             limits += (" The picture marks the clear acne spots only; the count in the report also takes the "
                        "faint ones, which brings it closer to what experts count (still off by about 11 spots "
