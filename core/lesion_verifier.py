@@ -6,8 +6,9 @@ lesions it was unsure of, many others are flat red or brown post-acne marks, por
 the experts do not circle. The verifier sees each candidate at the analysed photo's own resolution
 (RGB with the patch's mean colour removed, so skin tone and white balance matter less, plus the
 heatmap itself; a "relative" verifier also divides each channel by that mean, so the same lesion
-on darker skin, whose colours differ by less in absolute terms, looks the same) and gives the probability that an expert would circle it. A candidate's score is
-the geometric mean of its peak heat and that probability (`combined_score`).
+on darker skin or in dimmer light, whose colours differ by less in absolute terms, looks the same)
+and gives the probability that an expert would circle it. A candidate's score is the geometric
+mean of its peak heat and that probability (`combined_score`).
 
 Trained by scripts/train_lesion_verifier.py on the ACNE04 training photos (the segmentation
 model's candidates there, labelled by the expert circles, plus the circle centres themselves);
