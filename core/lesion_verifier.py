@@ -163,7 +163,6 @@ class LesionVerifier:
     def __init__(self, path: Path, sha256: str | None = None, threads: int | None = None) -> None:
         import onnxruntime as ort
         from safetensors import SafetensorError, safe_open
-        from safetensors.numpy import load_file
 
         from weights import verify
 
@@ -172,11 +171,11 @@ class LesionVerifier:
             raise WeightsError(f"{path}: lesion verifier weights not found")
         verify(path, sha256)
         try:
-            tensors = load_file(str(path))
+            with safe_open(str(path), "np") as handle:
+                tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+                self.contrast = (handle.metadata() or {}).get("contrast", "absolute")
         except (SafetensorError, OSError, ValueError) as err:
             raise WeightsError(f"{path.name}: not a readable safetensors file ({str(err)[:80]})") from None
-        with safe_open(str(path), "np") as handle:
-            self.contrast = (handle.metadata() or {}).get("contrast", "absolute")
         if self.contrast not in CONTRASTS:
             raise WeightsError(f"{path.name}: unknown contrast {self.contrast!r} in its metadata")
         options = ort.SessionOptions()

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.lesions import lesion_peaks  # noqa: E402
-from core.model.evaluate import _lesions, acne_analyses, score_acne  # noqa: E402
+from core.model.evaluate import _lesions, acne_analyses, score_marked  # noqa: E402
 
 BANDS = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 1.01)
 RADII = (0, 3, 5, 8, 12, 1000)  # expert circle radius, photo pixels
@@ -73,13 +73,13 @@ def ceiling(photos: dict[str, tuple[float, np.ndarray]], circles: dict[str, list
             floors: tuple[float, ...] = FLOORS) -> list[dict]:
     """Per floor, `glowai eval acne`'s recall and false positives per photo when every peak from the
     floor up is marked; `photos`: name -> (analysis scale, peaks (N, 3) x, y, value in analysed px)."""
+    values = {name: peaks[:, 2] for name, (_, peaks) in photos.items()}
     rows = []
     for floor in floors:
-        entries = {name: {"points": [(float(x / scale), float(y / scale)) for x, y, value in peaks if value >= floor]}
-                   for name, (scale, peaks) in photos.items()}
-        scores = score_acne(entries, circles, breakdown=False)
+        scores = score_marked(photos, values, floor, photos.keys(), circles)
+        marked = sum(int((v >= floor).sum()) for v in values.values())
         rows.append({"floor": floor, "recall": scores["recall"], "fp_per_image": scores["fp_per_image"],
-                     "peaks_per_photo": round(sum(len(e["points"]) for e in entries.values()) / max(1, len(entries)), 1)})
+                     "peaks_per_photo": round(marked / max(1, len(photos)), 1)})
     return rows
 
 

@@ -138,6 +138,12 @@ def main(argv: list[str] | None = None) -> int:
     first = 0
     last = args.out / "last.safetensors"
     if args.resume and last.is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(last), "np") as handle:
+            started_with = (handle.metadata() or {}).get("contrast", "absolute")
+        if started_with != args.contrast:
+            parser.error(f"{args.out} holds a run with --contrast {started_with}; resume it with the same --contrast")
         net.load_state_dict(load_file(str(last)))
         state = torch.load(args.out / "optimiser.pt", weights_only=True)
         if int(state.get("epochs", -1)) != args.epochs:

@@ -210,6 +210,9 @@ def test_the_verifier_trains_on_candidates_and_resumes(lesion_run, tmp_path):
     assert (out / "verifier.safetensors").read_bytes() != half
     with pytest.raises(SystemExit):  # another plan cannot go on from this state
         module.main([*common[:-1], "3", "--resume"])
+    with pytest.raises(SystemExit):  # nor another input normalisation (the run used absolute contrast)
+        module.main([*common, "--resume", "--contrast", "relative"])
+    assert LesionVerifier(out / "verifier.safetensors").contrast == "absolute"
     probabilities = LesionVerifier(tmp_path / "v" / "verifier.safetensors").probabilities(
         np.zeros((2, 4, 32, 32), np.float32))
     assert probabilities.shape == (2,) and np.all((probabilities > 0) & (probabilities < 1))
