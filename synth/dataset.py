@@ -24,7 +24,7 @@ from tqdm import tqdm
 from core.errors import GlowAIError
 from core.files import write_atomic
 from core.labels import CONDITIONS
-from synth.faces import TONE_BUCKETS, FacePreparer, SourceFace, face_paths, read_credits
+from synth.faces import TONE_BUCKETS, FacePreparer, SourceFace, face_paths, load_faces, read_credits
 from synth.masks import SEVERITIES, layout_target, sample_layout
 from synth.procedural import ProceduralOptions, render
 from synth.qc import class_pixels, quality
@@ -72,7 +72,10 @@ def _check_config(config: RunConfig) -> None:
 
 
 def prepare_faces(folder: Path, size: int, progress: bool = True) -> dict[str, SourceFace]:
-    """Every usable face in `folder` by identity (file stem); photos without a usable face are skipped."""
+    """Every usable face in `folder` by identity (file stem); photos without a usable face are skipped.
+    `folder` may instead be a .npz from `glowai synth faces` (faces prepared before, elsewhere)."""
+    if folder.suffix == ".npz" and folder.is_file():
+        return load_faces(folder, size)
     credits = read_credits(folder)
     preparer = FacePreparer(size)
     faces: dict[str, SourceFace] = {}

@@ -119,3 +119,80 @@ def _light_direction(image: np.ndarray, skin: np.ndarray) -> tuple[tuple[float, 
     if norm < 1e-6:
         return (-0.5, -0.8), 0.0  # flat light: assume the usual light from above left
     return (float(gx / norm), float(gy / norm)), norm
+
+
+FACES_FILE_FORMAT = 1
+
+
+def save_faces(faces: dict[str, SourceFace], path: Path, quality: int = 95) -> int:
+    """Write prepared faces to one .npz, so `glowai synth --faces FILE.npz` runs where the face
+    detector and mesh cannot (a training machine without mediapipe), and without redoing them.
+
+    Pixels are WebP at `quality` (101: lossless), masks and landmarks exact; the regions were
+    fitted to the original crop. Written atomically; returns the file's size in bytes.
+    """
+    import io
+    import json
+
+    from core.files import write_atomic
+
+    arrays: dict[str, np.ndarray] = {}
+    meta = []
+    for i, (identity, face) in enumerate(sorted(faces.items())):
+        ok, encoded = cv2.imencode(".webp", cv2.cvtColor(face.image, cv2.COLOR_RGB2BGR),
+                                   [cv2.IMWRITE_WEBP_QUALITY, int(quality)])
+        if not ok:
+            raise GlowAIError(f"{identity}: could not encode the face as WebP")
+        arrays[f"{i}.image"] = encoded.reshape(-1)
+        arrays[f"{i}.skin"] = np.packbits(face.regions.skin)
+        arrays[f"{i}.zone_map"] = face.regions.zone_map.astype(np.uint8)
+        arrays[f"{i}.landmarks"] = np.asarray(face.landmarks, np.float32)
+        parts = sorted(face.regions.parts)
+        for name in parts:
+            arrays[f"{i}.part.{name}"] = np.packbits(face.regions.parts[name])
+        meta.append({"identity": identity, "shape": list(face.image.shape[:2]), "ita": face.ita, "tone": face.tone,
+                     "light": list(face.light), "light_strength": face.light_strength, "credit": face.credit,
+                     "zone_names": list(face.regions.zone_names), "backend": face.regions.backend,
+                     "skin_lab_median": list(face.regions.skin_lab_median), "parts": parts})
+    arrays["meta"] = np.frombuffer(json.dumps({"format": FACES_FILE_FORMAT, "faces": meta}).encode(), np.uint8)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    write_atomic(Path(path), buffer.getvalue())
+    return buffer.tell()
+
+
+def load_faces(path: Path, size: int | None = None) -> dict[str, SourceFace]:
+    """Prepared faces from `save_faces`; a file that is not one, or of another size, is a GlowAIError."""
+    import json
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            info = json.loads(data["meta"].tobytes().decode())
+            if info.get("format") != FACES_FILE_FORMAT:
+                raise GlowAIError(f"{path}: prepared faces of format {info.get('format')}, this version reads "
+                                  f"{FACES_FILE_FORMAT}; prepare them again with `glowai synth faces`")
+            faces = {}
+            for i, item in enumerate(info["faces"]):
+                shape = tuple(item["shape"])
+                if size is not None and shape != (size, size):
+                    raise GlowAIError(f"{path}: faces of {shape[1]}x{shape[0]} px, this run needs {size}x{size}")
+                image = cv2.imdecode(data[f"{i}.image"], cv2.IMREAD_COLOR)
+                if image is None or image.shape[:2] != shape:
+                    raise GlowAIError(f"{path}: face {item['identity']} does not decode")
+
+                def unpack(key: str, shape=shape) -> np.ndarray:
+                    return np.unpackbits(data[key], count=shape[0] * shape[1]).reshape(shape).astype(bool)
+
+                regions = FaceRegions(unpack(f"{i}.skin"), data[f"{i}.zone_map"], tuple(item["zone_names"]),
+                                      {name: unpack(f"{i}.part.{name}") for name in item["parts"]},
+                                      item["backend"], tuple(item["skin_lab_median"]))
+                faces[item["identity"]] = SourceFace(
+                    item["identity"], np.ascontiguousarray(image[..., ::-1]), regions, data[f"{i}.landmarks"],
+                    float(item["ita"]), item["tone"], tuple(item["light"]), float(item["light_strength"]),
+                    item["credit"])
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, json.JSONDecodeError) as err:
+        raise GlowAIError(f"{path}: not a prepared-faces file from `glowai synth faces` ({err})") from None
+    if not faces:
+        raise GlowAIError(f"{path}: holds no faces")
+    return faces

@@ -22,6 +22,17 @@ def cmd_synth(args: argparse.Namespace) -> int:
         write_png(target, contact_sheet(Path(args.out), args.n or 24))
         print(f"wrote {target}")
         return 0
+    if args.action == "faces":
+        if not args.faces or not args.out or not args.out.endswith(".npz"):
+            raise GlowAIError("usage: glowai synth faces --faces DIR --out FILE.npz [--quality 95]")
+        from synth.dataset import prepare_faces
+        from synth.faces import save_faces
+
+        faces = prepare_faces(Path(args.faces), RunConfig(backend=args.backend, faces=args.faces, seed=args.seed).size,
+                              progress=not args.quiet)
+        size = save_faces(faces, Path(args.out), args.quality)
+        print(f"wrote {len(faces)} prepared faces to {args.out} ({size / 2**20:.1f} MiB)")
+        return 0
     if args.action == "merge":
         if not args.out or not args.parts:
             raise GlowAIError("usage: glowai synth merge --out DIR PART_DIR [PART_DIR ...]")

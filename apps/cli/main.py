@@ -234,11 +234,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(func=cmd_eval)
 
     synth = sub.add_parser("synth", help="generate synthetic training data with pixel-exact masks")
-    synth.add_argument("action", nargs="?", choices=("merge", "sheet"),
-                       help="merge: join shard folders into --out; sheet: contact sheet of --out")
+    synth.add_argument("action", nargs="?", choices=("merge", "sheet", "faces"),
+                       help="merge: join shard folders into --out; sheet: contact sheet of --out; faces: prepare "
+                            "the --faces photos once into --out FILE.npz, which --faces then takes (no mediapipe "
+                            "needed where it is used)")
     synth.add_argument("parts", nargs="*", metavar="PART_DIR", help="(merge) shard output folders")
     synth.add_argument("--backend", default="procedural", choices=("procedural", "diffusion"))
-    synth.add_argument("--faces", metavar="DIR", help="folder of clean face photos")
+    synth.add_argument("--faces", metavar="DIR", help="folder of clean face photos, or a .npz from `glowai synth faces`")
+    synth.add_argument("--quality", type=int, default=95,
+                       help="(faces) WebP quality of the stored pixels, 101 for lossless")
     synth.add_argument("--n", type=int, metavar="N", help="number of samples (all shards together)")
     synth.add_argument("--out", metavar="DIR", help="output dataset folder")
     synth.add_argument("--seed", type=int, default=0)
