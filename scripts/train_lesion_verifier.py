@@ -111,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.data}: the dev split is for calibration and evaluation, never for training")
 
     import torch
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
+
+    from weights import safetensors_bytes
 
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -206,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         meta = verifier_metadata(args.width, channels=channels, contrast=args.contrast,
                                  extra={"epoch": epoch + 1, "val_auc": round(val_auc, 4), "floor": args.floor,
                                         "segmenter": args.weights or "default"})
-        save_file(tensors, str(args.out / ".last.tmp"), metadata=meta)
+        (args.out / ".last.tmp").write_bytes(safetensors_bytes(tensors, meta))  # the same run, the same bytes
         torch.save({"optimiser": optimiser.state_dict(), "schedule": schedule.state_dict(), "epoch": epoch,
                     "epochs": args.epochs},
                    args.out / ".optimiser.tmp")

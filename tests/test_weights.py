@@ -89,3 +89,25 @@ def test_lookup_takes_names_paths_and_none(tiny_weights):
     assert weights.lookup(None) == weights.default_spec()
     assert weights.lookup("glowai-unet-r34").encoder == "resnet34"
     assert weights.lookup(str(tiny_weights)).name == "tiny-test-unet"
+
+
+def test_same_tensors_and_metadata_give_the_same_bytes(tmp_path):
+    """A retrained model that comes out the same must hash the same: the header is canonical, whatever
+    order the tensors and metadata were given in (safetensors' own writer varies the metadata order)."""
+    from safetensors import safe_open
+
+    generator = torch.Generator().manual_seed(0)
+    tensors = {f"block{i}.{kind}": torch.randn(8, 3 + i, generator=generator) for i in range(5) for kind in ("w", "b")}
+    tensors["steps"] = torch.tensor([7])
+    meta = {f"key{i}": f"value {i}" for i in range(12)}
+    one = weights.safetensors_bytes(tensors, meta)
+    other = weights.safetensors_bytes(dict(reversed(tensors.items())), dict(reversed(meta.items())))
+    assert one == other
+    assert int.from_bytes(one[:8], "little") % 8 == 0  # the data section stays 8-byte aligned
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(one)
+    with safe_open(str(path), "pt") as handle:
+        assert handle.metadata() == meta
+        assert all(torch.equal(handle.get_tensor(k), v) for k, v in tensors.items())
+    changed = weights.safetensors_bytes({**tensors, "steps": torch.tensor([8])}, meta)
+    assert changed != one

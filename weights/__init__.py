@@ -233,12 +233,23 @@ def lookup(name_or_path: str | os.PathLike | None, task: str = "blemish-segmenta
     return get_spec(text)
 
 
-def save_checkpoint(state_dict: dict, path: Path, spec: WeightSpec) -> None:
-    """Write tensors + the spec as metadata, atomically (a killed write leaves no partial file)."""
-    from safetensors.torch import save_file
+def safetensors_bytes(tensors: dict, metadata: dict[str, str] | None = None) -> bytes:
+    """torch tensors (+ string metadata) as a safetensors file whose header is canonical: compact
+    JSON with sorted keys, so the same tensors and metadata always give the same bytes and sha256
+    (safetensors' own writer orders the metadata as a hash map does, differently on each run). The
+    data section is safetensors' own, untouched; the header stays padded to 8 bytes."""
+    from safetensors.torch import save
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in state_dict.items()}, str(tmp), metadata=spec.to_metadata())
-    os.replace(tmp, path)
+    payload = save({k: v.contiguous() for k, v in tensors.items()}, metadata=metadata)
+    size = int.from_bytes(payload[:8], "little")
+    header = json.dumps(json.loads(payload[8:8 + size]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-(8 + len(header)) % 8)
+    return len(header).to_bytes(8, "little") + header + payload[8 + size:]
+
+
+def save_checkpoint(state_dict: dict, path: Path, spec: WeightSpec) -> None:
+    """Write tensors + the spec as metadata, atomically (a killed write leaves no partial file);
+    the same tensors and spec give the same bytes (`safetensors_bytes`)."""
+    from core.files import write_atomic
+
+    write_atomic(Path(path), safetensors_bytes(state_dict, spec.to_metadata()))
