@@ -5,6 +5,8 @@ Phase 1: `--users` clients (default 32) start together and each runs /analyze `-
 CC0 portrait against a demo with the default queue; reports errors, p50/p95 latency, throughput,
 the server's peak memory, and (baselines, same run) one user alone and the in-process rate: the same
 photos through `Analyzer.analyze` in this process on as many threads as the demo runs at once (2).
+The users run in this process, on the same cores as the server, so it also reports the CPU time
+each side spent per analysis (/proc, getrusage) and the rate the server's own CPU cost allows.
 Phase 2: a demo with `--small-queue` places (default 4) takes the same burst: requests beyond the
 queue must get a clear busy message, the rest must succeed, and the server must keep serving.
 Run: .venv/bin/python bench/load_demo.py [--users 32] [--calls 2]
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -101,9 +104,19 @@ def burst(url: str, users: int, calls: int, photos: list[str]) -> tuple[list[flo
     return latencies, errors
 
 
-def in_process_rate(photos: list[str], calls: int, workers: int = 2) -> float:
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system, all threads) of process `pid`, or of this process."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def in_process_rate(photos: list[str], calls: int, workers: int = 2) -> tuple[float, float]:
     """Analyses per second of the bare pipeline on the same photos, `workers` at a time (the
-    demo's concurrency limit), after one warm-up analysis."""
+    demo's concurrency limit), after one warm-up analysis; and CPU ms per analysis."""
     from concurrent.futures import ThreadPoolExecutor
 
     from core.pipeline import Analyzer
@@ -111,10 +124,10 @@ def in_process_rate(photos: list[str], calls: int, workers: int = 2) -> float:
     with Analyzer() as analyzer:
         analyzer.analyze(photos[0])
         jobs = [photos[i % len(photos)] for i in range(len(photos) * calls)]
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), cpu_seconds()
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(analyzer.analyze, jobs))
-        return len(jobs) / (time.perf_counter() - began)
+        return len(jobs) / (time.perf_counter() - began), (cpu_seconds() - cpu) * 1000 / len(jobs)
 
 
 def main() -> None:
@@ -130,22 +143,33 @@ def main() -> None:
         process, url = start(None, temp)
         try:
             alone, _ = burst(url, 1, 5, photos[:1])  # warm-up and the one-user baseline
-            began = time.perf_counter()
+            began, server_cpu, client_cpu = time.perf_counter(), cpu_seconds(process.pid), cpu_seconds()
             latencies, errors = burst(url, args.users, args.calls, photos)
             took = time.perf_counter() - began
+            server_cpu, client_cpu = cpu_seconds(process.pid) - server_cpu, cpu_seconds() - client_cpu
             memory = peak_rss_mb(process.pid)
         finally:
             process.terminate()
             process.wait(timeout=30)
         (a50, _), (p50, p95) = percentiles(alone[1:]), percentiles(latencies or [float("nan")])
         served_rate = len(latencies) / took
-        bare_rate = in_process_rate(photos, args.calls)
+        bare_rate, bare_cpu_ms = in_process_rate(photos, args.calls)
+        served = max(1, len(latencies))
         print(f"phase 1: {args.users} users x {args.calls} /analyze calls, default queue")
         print(f"  errors: {len(errors)}" + (f" (first: {errors[0]})" if errors else ""))
         print(f"  latency p50 {p50:.0f} ms, p95 {p95:.0f} ms (one user alone: p50 {a50:.0f} ms); "
               f"{served_rate:.2f} analyses/s served")
         print(f"  in-process Analyzer.analyze, 2 at a time, same photos: {bare_rate:.2f} analyses/s; "
               f"the demo serves {served_rate / bare_rate:.2f}x that")
+        print(f"  CPU per served analysis: server {server_cpu * 1000 / served:.0f} ms against {bare_cpu_ms:.0f} ms "
+              f"in-process; the {args.users} gradio_client users (this process, same cores) "
+              f"{client_cpu * 1000 / served:.0f} ms; of the {took:.1f} s x {os.cpu_count()} cores, the server used "
+              f"{100 * server_cpu / (took * (os.cpu_count() or 1)):.0f} %, the clients "
+              f"{100 * client_cpu / (took * (os.cpu_count() or 1)):.0f} %")
+        capacity = (os.cpu_count() or 1) / max(server_cpu / served, 1e-9)
+        print(f"  so a server whose visitors are elsewhere could serve about {capacity:.1f} analyses/s "
+              f"({capacity / bare_rate:.2f}x the in-process rate): the web layer costs "
+              f"{server_cpu * 1000 / served - bare_cpu_ms:.0f} ms of CPU an analysis")
         print(f"  server peak memory {memory:.0f} MiB")
 
         process, url = start(args.small_queue, temp)
