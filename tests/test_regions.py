@@ -306,3 +306,18 @@ def test_zone_names_sit_inside_their_zones_and_slivers_get_none():
     assert ring[int(y), int(x)] == 1
     picture = zone_overlay(np.full((200, 200, 3), 128, np.uint8), regions)
     assert picture.shape == (200, 200, 3) and not np.array_equal(picture[90, 120], picture[5, 5])
+
+
+def test_zone_borders_are_smoothed_without_steps():
+    """Zone borders are smoothed on a quarter-resolution vote; the vote is interpolated back before
+    it is taken, so a straight border stays within a pixel of itself instead of 4-pixel steps."""
+    from core.regions import _smooth_zones
+
+    rows, cols = np.mgrid[:200, :240]
+    border = 0.37 * cols[0] + 40.3  # zone 1 above this line, zone 2 below
+    zone_map = np.where(rows < border[None, :], 1, 2).astype(np.uint8)
+    zone_map[:, :4] = 0  # not skin: stays 0
+    smooth = _smooth_zones(zone_map, sigma=8.0)
+    assert (smooth[:, :4] == 0).all() and set(np.unique(smooth[:, 4:])) == {1, 2}
+    rows_of_zone_1 = (smooth == 1).sum(axis=0)[16:-16]
+    assert np.abs(rows_of_zone_1 - border[16:-16]).max() <= 1.5
