@@ -98,3 +98,17 @@ def test_paired_photos_sort_by_first_error_or_difference(by, order):
     v1 = lesions("v1", {"levle1_1.jpg": [(100, 100)], "levle3_2.jpg": [(200, 200)]})  # errors 0, 1
     v2 = lesions("v2", {"levle1_1.jpg": [(9, 9)] * 4, "levle3_2.jpg": []})  # errors 5, 2
     assert paired_photos(v1, v2, by=by)["file"].tolist() == order
+
+
+def test_grade_confusion_chart_has_category_axes():
+    """Grades 0-3 as labels: plotly reads "0".."3" as numbers unless told, and then ticks the
+    axis at -0.5, 0, 0.5, ... between the cells."""
+    import pandas as pd
+
+    from apps.labeler.charts import confusion_heatmap
+
+    matrix = pd.DataFrame([[3, 1, 0, 0], [0, 2, 1, 0], [0, 0, 4, 1], [0, 0, 0, 2]],
+                          index=pd.Index([0, 1, 2, 3], name="grade"), columns=pd.Index([0, 1, 2, 3], name="predicted"))
+    figure = confusion_heatmap(matrix, "grades")
+    assert figure.layout.xaxis.type == "category" and figure.layout.yaxis.type == "category"
+    assert list(figure.data[0].x) == ["0", "1", "2", "3"] and figure.data[0].z.tolist() == matrix.to_numpy().tolist()

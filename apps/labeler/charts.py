@@ -63,5 +63,7 @@ def confusion_heatmap(matrix: pd.DataFrame, title: str) -> go.Figure:
     figure = px.imshow(matrix.to_numpy(), x=[str(c) for c in matrix.columns], y=[str(i) for i in matrix.index],
                        text_auto=True, color_continuous_scale="Purples", aspect="auto", title=title,
                        labels={"x": matrix.columns.name or "predicted", "y": matrix.index.name or "truth",
-                               "color": "photos"})  # string labels: categories, not a numeric axis
+                               "color": "photos"})
+    # categories, not numbers: plotly reads labels like "0".."3" as a numeric axis (ticks at -0.5, 0.5, ...)
+    figure.update_xaxes(type="category").update_yaxes(type="category")
     return figure.update_layout(height=360, margin={"t": 50, "b": 10})
