@@ -26,7 +26,8 @@ def balance_heatmap(table: pd.DataFrame) -> go.Figure:
     figure = px.imshow(counts, text_auto=True, color_continuous_scale="Blues", aspect="auto",
                        labels={"x": "severity", "y": "class", "color": "samples"},
                        title="Samples per class and severity")
-    return figure.update_layout(height=340, margin={"t": 50, "b": 10})
+    figure.update_xaxes(type="category").update_yaxes(type="category")  # severities 0-3 are levels, not numbers
+    return figure.update_layout(height=340, margin={"t": 50, "b": 45})
 
 
 def tone_bars(table: pd.DataFrame) -> go.Figure:
@@ -37,7 +38,7 @@ def tone_bars(table: pd.DataFrame) -> go.Figure:
     figure = px.bar(counts, x="tone", y="samples", color="class", color_discrete_map=COLOURS, barmode="group",
                     category_orders={"tone": order, "class": [c.name for c in CONDITIONS]},
                     title="Samples per skin tone and class")
-    return figure.update_layout(height=340, margin={"t": 50, "b": 10})
+    return figure.update_layout(height=340, margin={"t": 50, "b": 45})
 
 
 def qc_histograms(table: pd.DataFrame) -> go.Figure:
@@ -47,7 +48,7 @@ def qc_histograms(table: pd.DataFrame) -> go.Figure:
     for column, (metric, _) in enumerate(metrics, start=1):
         figure.add_trace(go.Histogram(x=table[metric], nbinsx=30, marker_color="#6c7ae0", showlegend=False),
                          row=1, col=column)
-    return figure.update_layout(height=280, title="QC distributions", margin={"t": 70, "b": 10})
+    return figure.update_layout(height=280, title="QC distributions", margin={"t": 70, "b": 45})
 
 
 def status_bar(table: pd.DataFrame) -> go.Figure:
@@ -56,7 +57,7 @@ def status_bar(table: pd.DataFrame) -> go.Figure:
     figure = px.bar(counts, x="samples", y="status", orientation="h", title="Review progress", text_auto=True,
                     color="status", color_discrete_map={"unreviewed": "#bbbbbb", "accepted": "#2ea043",
                                                         "rejected": "#d1242f", "flagged": "#d6a100"})
-    return figure.update_layout(height=240, showlegend=False, margin={"t": 50, "b": 10})
+    return figure.update_layout(height=240, showlegend=False, margin={"t": 50, "b": 45})
 
 
 def confusion_heatmap(matrix: pd.DataFrame, title: str) -> go.Figure:
@@ -66,4 +67,4 @@ def confusion_heatmap(matrix: pd.DataFrame, title: str) -> go.Figure:
                                "color": "photos"})
     # categories, not numbers: plotly reads labels like "0".."3" as a numeric axis (ticks at -0.5, 0.5, ...)
     figure.update_xaxes(type="category").update_yaxes(type="category")
-    return figure.update_layout(height=360, margin={"t": 50, "b": 10})
+    return figure.update_layout(height=360, margin={"t": 50, "b": 45})
