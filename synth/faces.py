@@ -53,7 +53,8 @@ def read_credits(folder: Path) -> dict[str, str]:
 
 def face_paths(folder: Path) -> list[Path]:
     if not folder.is_dir():
-        raise GlowAIError(f"{folder}: not a folder; --faces needs a folder of face photos")
+        raise GlowAIError(f"{folder}: not a folder; --faces needs a folder of face photos "
+                          "(or a .npz from `glowai synth faces`)")
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
     if not paths:
         raise GlowAIError(f"{folder}: no .jpg/.png/.webp photos found")
@@ -192,7 +193,8 @@ def load_faces(path: Path, size: int | None = None) -> dict[str, SourceFace]:
                     float(item["ita"]), item["tone"], tuple(item["light"]), float(item["light_strength"]),
                     item["credit"])
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, json.JSONDecodeError) as err:
-        raise GlowAIError(f"{path}: not a prepared-faces file from `glowai synth faces` ({err})") from None
+        raise GlowAIError(f"{path}: not a prepared-faces file from `glowai synth faces` "
+                          f"({type(err).__name__})") from None
     if not faces:
         raise GlowAIError(f"{path}: holds no faces")
     return faces
