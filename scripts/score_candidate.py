@@ -5,7 +5,8 @@ registered under a temporary name as a copy of glowai-seg-v2's registry entry (i
 thresholds, count and CPU runtime: int8, made by `glowai weights prepare`), and
 scripts/calibrate_lesion_verifier.py then chooses its marking threshold on the even half of the
 photos and scores the odd half, beside the same for the shipped model (--baseline). The registry
-and weights/ are restored afterwards unless --keep.
+and weights/ are restored afterwards unless --keep (also after an error or Ctrl+C; a process killed
+outright leaves the entry: `git checkout weights/registry.json` and delete weights/NAME.safetensors).
 
     .venv/bin/python scripts/score_candidate.py runs/gpu/best.safetensors --data ../shared/data/acne04-dev
 
