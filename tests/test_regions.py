@@ -321,3 +321,19 @@ def test_zone_borders_are_smoothed_without_steps():
     assert (smooth[:, :4] == 0).all() and set(np.unique(smooth[:, 4:])) == {1, 2}
     rows_of_zone_1 = (smooth == 1).sum(axis=0)[16:-16]
     assert np.abs(rows_of_zone_1 - border[16:-16]).max() <= 1.5
+
+
+def test_a_forehead_browner_than_the_cheeks_stays_skin(mesh_tools):
+    """portrait-057's upper forehead is browner than her cheeks and nose, which the colour model is
+    fitted on; above the mesh oval the model is stricter (hair), and at colour distance 3 it cut
+    away more than half of the envelope above the brows (0.46 kept; 0.63 at 4)."""
+    from core.imageio import load_image
+    from tests.conftest import EXAMPLES
+
+    image = load_image(EXAMPLES / "portrait-057.jpg")
+    landmarks = _landmarks(mesh_tools, image)
+    contours = topology()["contours"]
+    brow_top = int(landmarks[contours["left_brow"] + contours["right_brow"], 1].min())
+    envelope = face_regions(image, landmarks, RegionOptions(use_colour_model=False)).skin[:brow_top].sum()
+    kept = face_regions(image, landmarks).skin[:brow_top].sum()
+    assert kept >= 0.55 * envelope
