@@ -187,7 +187,7 @@ def test_masks_worked_out_at_a_smaller_scale_match_the_full_resolution_ones(mesh
 
 
 def test_skin_colour_fit_matches_the_masked_covariance_it_replaced():
-    from core.regions import _fit_skin_colour
+    from core.skin_colour import fit_skin_colour
 
     rng = np.random.default_rng(5)
     samples = np.column_stack([rng.normal(60, 10, 9000), rng.normal(15, 4, 9000),
@@ -202,7 +202,7 @@ def test_skin_colour_fit_matches_the_masked_covariance_it_replaced():
         d2 = np.einsum("ni,ij,nj->n", d, inv, d)
         keep = d2 <= np.quantile(d2, 0.9)
     expected_inv = np.linalg.inv(np.cov(ab[keep].T) * 1.5 + np.eye(2) * 2.0)
-    mean, inv, lightness = _fit_skin_colour(samples)
+    mean, inv, lightness = fit_skin_colour(samples)
     np.testing.assert_allclose(mean, ab[keep].mean(0), rtol=1e-9)
     np.testing.assert_allclose(inv, expected_inv, rtol=1e-9)
     assert lightness == pytest.approx(float(np.median(samples[:, 0])))
@@ -249,7 +249,7 @@ def test_the_skin_colour_fit_leaves_no_thread_spinning_after_it():
     leave the other threads as idle as they were before it."""
     import time
 
-    from core.regions import _fit_skin_colour
+    from core.skin_colour import fit_skin_colour
 
     rng = np.random.default_rng(1)
     samples = np.column_stack([rng.normal(60, 10, 40_000), rng.normal(15, 4, 40_000),
@@ -260,7 +260,7 @@ def test_the_skin_colour_fit_leaves_no_thread_spinning_after_it():
         time.sleep(0.15)
         idle = _other_threads_cpu_s() - before
         before = _other_threads_cpu_s()
-        _fit_skin_colour(samples)
+        fit_skin_colour(samples)
         time.sleep(0.15)
         extra.append(_other_threads_cpu_s() - before - idle)
     assert min(extra) < 0.05, f"other threads used {min(extra) * 1000:.0f} ms of CPU after the fit"
